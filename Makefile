@@ -1,0 +1,28 @@
+# bidir: `make run` starts the dashboard on embedded defaults, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LLAMA := llama-cpp-python==0.3.36
+
+.PHONY: install run test user clean-venv
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@echo ">>> $(LLAMA): the first install compiles llama.cpp (about 9 minutes on 2 cores); pip caches the result"
+	set -o pipefail; $(PY) -m pip install --verbose $(LLAMA) 2>&1 \
+	  | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Using cached|Successfully|Requirement already satisfied: llama|ERROR|error:' \
+	  | sed -u -E 's/^\s*(\[[0-9]+\/[0-9]+\]) .* -o ([^ ]+).*/  compiling \1 \2/'
+	$(PY) -m pip install --progress-bar on -r requirements.txt
+	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

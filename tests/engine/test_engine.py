@@ -1,0 +1,174 @@
+"""Whole runs through workers.engine.train: every mode, sequence numbers, stop and resume,
+determinism, teacher faults, and the headless command."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workers.config import Mode, RunConfig
+from workers.engine import train
+from workers.events import EventKind, ListSink, read_jsonl
+from workers.teachers import LLMTeacher
+
+SMALL = dict(total_timesteps=2048, n_envs=4, n_steps=128, eval_episodes=5, probe_states=40, eval_interval=1024)
+SUMMARY_KEYS = {
+    "env", "mode", "seed", "timesteps", "frames_to_0_9", "final_eval_return", "final_eval_success",
+    "teacher_accuracy_start", "teacher_accuracy_end", "llm_calls", "wall_s", "fps",
+}
+
+
+def run(tmp_path, **overrides):
+    sink = ListSink()
+    config = RunConfig(**{**SMALL, **overrides})
+    summary = train(config, sink, out_dir=tmp_path)
+    return summary, sink
+
+
+def assert_strictly_increasing(events):
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+@pytest.mark.parametrize("mode", [m.value for m in Mode])
+def test_every_mode_runs_and_reports(tmp_path, mode):
+    summary, sink = run(tmp_path, mode=Mode(mode))
+    kinds = [e.kind for e in sink.events]
+    assert kinds[0] == EventKind.RUN_STARTED and kinds[-1] == EventKind.RUN_FINISHED
+    assert sink.events[0].seq == 1
+    assert_strictly_increasing(sink.events)
+    assert SUMMARY_KEYS <= set(summary) and summary["timesteps"] >= 2048
+    assert 0.0 <= summary["final_eval_return"] <= 1.0
+    metrics = sink.of_kind(EventKind.METRICS)
+    assert len(metrics) == 4 and all(m.data["episodes"] > 0 for m in metrics)
+    assert sink.of_kind(EventKind.PROGRESS)[-1].data["timesteps"] == summary["timesteps"]
+    assert sink.of_kind(EventKind.EVALUATION) and sink.of_kind(EventKind.FRAME)
+    frame = sink.of_kind(EventKind.FRAME)[0].data
+    assert len(frame["grid"]) == frame["width"] * frame["height"] * 3
+    if Mode(mode).uses_llm:
+        assert 0 <= summary["teacher_accuracy_start"] <= 1 and summary["llm_calls"] > 0
+        hint = sink.of_kind(EventKind.HINT)[0].data
+        assert set(hint["distribution"]) == {"left", "right", "forward"} and hint["situation"]
+    else:
+        assert summary["llm_calls"] == 0 and summary["teacher_accuracy_start"] is None
+    if Mode(mode).guides_student:
+        coefs = [m.data["guidance_coef"] for m in metrics]
+        assert coefs[0] > coefs[-1] >= 0, "the guidance weight is annealed"
+    summary_file = json.loads((tmp_path / "summary.json").read_text())
+    assert summary_file == json.loads(json.dumps(summary))
+
+
+def test_bidirectional_feedback_reaches_the_teacher(tmp_path):
+    summary, sink = run(tmp_path, mode=Mode.BIDIRECTIONAL, total_timesteps=4096, feedback_min_visits=4)
+    last = sink.of_kind(EventKind.METRICS)[-1].data
+    assert last["feedback_situations"] > 0
+    assert any(h.data["feedback"] for h in sink.of_kind(EventKind.HINT))
+    # Re-asking with feedback costs LLM calls beyond the zero-shot ones for the probe states.
+    assert summary["llm_calls"] > len({h.data["situation_key"] for h in sink.of_kind(EventKind.HINT)})
+    assert summary["teacher_accuracy_end"] > summary["teacher_accuracy_start"], "the student's feedback improves the teacher"
+
+
+def test_unidirectional_teacher_never_changes(tmp_path):
+    summary, _ = run(tmp_path, mode=Mode.UNIDIRECTIONAL, total_timesteps=4096)
+    assert summary["teacher_accuracy_end"] == summary["teacher_accuracy_start"]
+
+
+@pytest.mark.parametrize("env_id", ["BabyAI-GoToRedBall-v0", "BabyAI-GoToLocal-v0", "BabyAI-UnlockLocal-v0", "MiniGrid-DoorKey-5x5-v0"])
+def test_other_levels_share_the_code_path(tmp_path, env_id):
+    summary, sink = run(tmp_path, env_id=env_id, mode=Mode.PPO, total_timesteps=1024, eval_interval=0)
+    assert summary["env"] == env_id and summary["timesteps"] == 1024
+    assert sink.events[0].data["actions"][:3] == ["left", "right", "forward"]
+
+
+def test_same_seed_same_ppo_curve(tmp_path):
+    curves = []
+    for name in ("a", "b"):
+        _, sink = run(tmp_path / name, mode=Mode.PPO, eval_interval=0)
+        curves.append([(m.timestep, m.data["mean_return"], m.data["value_loss"]) for m in sink.of_kind(EventKind.METRICS)])
+    assert curves[0] == curves[1]
+    _, other = run(tmp_path / "c", mode=Mode.PPO, eval_interval=0, seed=1)
+    assert [(m.timestep, m.data["mean_return"]) for m in other.of_kind(EventKind.METRICS)] != [c[:2] for c in curves[0]]
+
+
+def test_stop_then_resume_continues_steps_and_sequence_numbers(tmp_path):
+    config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "total_timesteps": 3072, "checkpoint_interval": 0})
+    first = ListSink()
+    rollouts = iter(range(100))
+    summary = train(config, first, out_dir=tmp_path, should_stop=lambda: next(rollouts) >= 2)
+    assert summary["status"] == "stopped" and summary["timesteps"] == 1024
+    assert first.events[-1].kind == EventKind.RUN_FINISHED
+    assert first.of_kind(EventKind.CHECKPOINT)[-1].data["timesteps"] == 1024
+    assert (tmp_path / "checkpoint" / "model.zip").exists()
+
+    second = ListSink()
+    resumed = train(config, second, out_dir=tmp_path, resume=True, last_seq=first.events[-1].seq)
+    assert resumed["status"] == "succeeded" and resumed["timesteps"] == 3072
+    assert second.events[0].kind == EventKind.RUN_STARTED and second.events[0].data["resumed"]
+    assert second.events[0].seq == first.events[-1].seq + 1
+    assert_strictly_increasing(first.events + second.events)
+    assert second.of_kind(EventKind.METRICS)[0].timestep == 1536
+    assert resumed["teacher_accuracy_start"] == summary["teacher_accuracy_start"]
+
+
+def test_unknown_level_fails_before_training(tmp_path):
+    sink = ListSink()
+    with pytest.raises(ValueError, match="unknown level"):
+        train(RunConfig(env_id="BabyAI-NoSuchLevel-v0"), sink, out_dir=tmp_path)
+    assert [e.kind for e in sink.events] == [EventKind.RUN_FAILED]
+
+
+class HangAfterFirstRollout(ListSink):
+    """Makes every LLM call hang once the first rollout has been reported."""
+
+    def __init__(self):
+        super().__init__()
+        self.hang = False
+
+    def emit(self, event):
+        super().emit(event)
+        self.hang = self.hang or event.kind == EventKind.METRICS
+
+
+def test_a_hanging_llm_call_switches_the_run_to_student_only(tmp_path, monkeypatch):
+    sink = HangAfterFirstRollout()
+    real_prompt = LLMTeacher.prompt
+
+    def prompt(self, situation, feedback):
+        if sink.hang:
+            time.sleep(20)
+        return real_prompt(self, situation, feedback)
+
+    monkeypatch.setattr(LLMTeacher, "prompt", prompt)
+    config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "teacher_timeout_s": 1.5, "total_timesteps": 6144,
+                          "probe_states": 20, "feedback_min_visits": 4})
+    summary = train(config, sink, out_dir=tmp_path)
+    faults = sink.of_kind(EventKind.TEACHER_FAULT)
+    assert len(faults) == 1 and faults[0].data["fallback"] == "student-only"
+    assert "did not answer within 1.5 s" in faults[0].data["error"]
+    after = [m for m in sink.of_kind(EventKind.METRICS) if m.seq > faults[0].seq]
+    assert after and all(m.data["guidance_loss"] is None for m in after), [(m.seq, m.timestep, m.data["guidance_loss"]) for m in after]
+    assert summary["status"] == "succeeded" and summary["timesteps"] == 6144
+
+
+def test_headless_command(tmp_path):
+    out = tmp_path / "run"
+    help_text = subprocess.run([sys.executable, "-m", "workers", "train", "--help"], capture_output=True, text=True, check=True).stdout
+    for option in ("--env", "--mode", "--timesteps", "--seed", "--out", "--resume", "--teacher-model", "--guidance-coef"):
+        assert option in help_text
+    done = subprocess.run(
+        [sys.executable, "-m", "workers", "train", "--mode", "ppo", "--timesteps", "1024", "--seed", "3",
+         "--out", str(out), "--eval-episodes", "3", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary) and summary["seed"] == 3
+    events = read_jsonl(out / "events.jsonl")
+    assert events[0].kind == EventKind.RUN_STARTED and events[-1].kind == EventKind.RUN_FINISHED
+    bad = subprocess.run([sys.executable, "-m", "workers", "train", "--mode", "bidirectional", "--timesteps", "1024",
+                          "--teacher-model", "/etc/passwd", "--out", str(tmp_path / "bad"), "--quiet"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "neither an installed model" in bad.stderr

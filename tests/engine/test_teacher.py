@@ -1,0 +1,73 @@
+"""The LLM teacher with the real default model from PyPI, and the model registry's refusals."""
+
+import numpy as np
+import pytest
+
+from workers.situation import Situation
+from workers.teachers import DEFAULT_TEACHER, LLMTeacher, TeacherError, available_models, resolve_model
+
+NAV = ("left", "right", "forward")
+AHEAD = Situation("k-ahead", "Your mission: go to the red ball. The red ball is 2 steps straight ahead.", NAV)
+HIDDEN = Situation("k-hidden", "Your mission: go to the red ball. In front of you: a wall. You do not see the red ball.", NAV)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    t = LLMTeacher(DEFAULT_TEACHER, NAV, timeout_s=30)
+    yield t
+    t.close()
+
+
+def test_distribution_is_a_real_distribution_over_the_actions(teacher):
+    probs = teacher.ask(AHEAD, None)
+    assert probs.shape == (3,) and np.isclose(probs.sum(), 1.0) and (probs > 0).all()
+    other = teacher.ask(HIDDEN, None)
+    assert not np.allclose(probs, other), "the logits read must depend on the prompt"
+
+
+def test_answers_are_cached_by_situation_and_feedback(teacher):
+    teacher.ask(AHEAD, None)
+    calls = teacher.stats.calls
+    assert teacher.current(AHEAD, None) is not None
+    assert teacher.stats.calls == calls and teacher.stats.hits >= 1
+    feedback = "Feedback from the student: in this situation, right worked best."
+    with_feedback = teacher.ask(AHEAD, feedback)
+    assert teacher.stats.calls == calls + 1, "new feedback must re-ask the LLM"
+    assert not np.allclose(with_feedback, teacher.ask(AHEAD, None))
+
+
+def test_prefix_cache_gives_the_same_answer_as_a_cold_pass(teacher):
+    warm = teacher._compute(AHEAD, None)
+    teacher._llm.n_tokens = 0  # forget the KV cache
+    cold = teacher._compute(AHEAD, None)
+    assert np.allclose(warm, cold, atol=1e-4)
+
+
+def test_default_models_come_from_installed_packages():
+    models = available_models()
+    assert DEFAULT_TEACHER in models and "gemma-3-270m-q4_k_m" in models
+    assert resolve_model(DEFAULT_TEACHER).stat().st_size > 50_000_000
+
+
+def test_paths_outside_the_model_directories_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIDIR_MODEL_DIRS", str(tmp_path / "models"))
+    (tmp_path / "models").mkdir()
+    with pytest.raises(TeacherError, match="neither an installed model"):
+        resolve_model("../../etc/passwd")
+    with pytest.raises(TeacherError, match="neither an installed model"):
+        resolve_model(str(tmp_path / "models" / ".." / "evil.gguf"))
+
+
+def test_missing_and_corrupt_gguf_fail_before_training(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("BIDIR_MODEL_DIRS", str(models))
+    with pytest.raises(TeacherError, match="no .gguf file"):
+        LLMTeacher(str(models / "missing.gguf"), NAV)
+    (models / "corrupt.gguf").write_bytes(b"not a model at all" * 100)
+    assert "corrupt" in available_models()
+    with pytest.raises(TeacherError, match="not a GGUF model file"):
+        LLMTeacher("corrupt", NAV)
+    (models / "truncated.gguf").write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(TeacherError, match="could not load"):
+        LLMTeacher("truncated", NAV)

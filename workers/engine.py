@@ -1,0 +1,560 @@
+"""One training run, top to bottom: ``train(config, sink, out_dir=...)``.
+
+    set up        level, teacher (a bad model fails here, before any training), probe states
+    measure       the teacher's zero-shot accuracy (this also warms its cache)
+    loop          for each rollout:
+                    stop?                     -> checkpoint, finish as "stopped"
+                    collect (GuidanceCallback: teacher distribution for every sample,
+                             live frames and hints of environment 0)
+                    feedback (bidirectional)  -> verdicts change -> the teacher re-answers
+                    PPO update + distillation toward the teacher
+                    report metrics, progress; evaluate and checkpoint on schedule
+    finish        final evaluation, the teacher's final accuracy, summary.json
+
+Modes differ only in where the guidance comes from (``_guide``) and whether the feedback
+flows back; the ``teacher`` mode replaces the loop by the teacher acting alone.
+
+The distillation weight of a sample is 1 in unidirectional mode. In bidirectional mode the
+student's verdicts also tell the loop how far to trust the teacher: a situation with a verdict
+is guided only if the teacher's answer agrees with it, and a situation without one is
+guided with the teacher's measured reliability, i.e. how often its feedback-free answers agreed
+with the student's verdicts elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import safe_mean
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from workers.config import Mode, RunConfig
+from workers.evaluation import Probe, collect_probes, evaluate, teacher_accuracy
+from workers.events import EventEmitter, EventKind, EventSink, StopSignal, never_stop
+from workers.feedback import FeedbackMemory
+from workers.levels import check_level, make_env
+from workers.situation import Situation
+from workers.student import GuidedPPO, MinigridCNN
+from workers.teachers import LLMTeacher, TeacherError
+
+CHECKPOINT_DIR = "checkpoint"
+MIN_EPISODES_FOR_THRESHOLD = 20
+"""frames_to_threshold needs the training return over at least this many episodes."""
+
+
+def _policy_setup(config: RunConfig) -> tuple[str, dict[str, Any]]:
+    if config.policy == "cnn":
+        return "CnnPolicy", {"features_extractor_class": MinigridCNN, "features_extractor_kwargs": {"features_dim": 128}}
+    if config.policy == "mlp":
+        return "MlpPolicy", {"net_arch": [64, 64]}
+    raise ValueError(f"unknown policy {config.policy!r}: use 'cnn' or 'mlp'")
+
+
+def validate(config: RunConfig) -> None:
+    """Everything that can be checked before any work: raises ValueError with the reason."""
+    check_level(config.env_id)
+    _policy_setup(config)
+    if config.total_timesteps < config.rollout_frames:
+        raise ValueError(f"total_timesteps must be at least one rollout ({config.rollout_frames} frames)")
+    if config.mode == Mode.ORACLE:
+        env = make_env(config.env_id, expert=True)
+        env.reset(seed=config.seed)
+        if env.expert_action is None:
+            raise ValueError(f"oracle mode needs the BabyAI bot, which cannot play {config.env_id}")
+
+
+class Throttle:
+    """True at most once every ``interval_s`` seconds; never when the interval is 0."""
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self._last = float("-inf")
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if not self.interval_s or now - self._last < self.interval_s:
+            return False
+        self._last = now
+        return True
+
+
+class GuidanceCallback(BaseCallback):
+    """Runs inside SB3's rollout collection: records each sample's situation and teacher
+    distribution, and emits environment 0's live frames and hints at a bounded rate."""
+
+    def __init__(self, run: "_Run"):
+        super().__init__()
+        self.run = run
+        self.situations: list[Situation] = []
+        self.keys = np.empty((run.config.n_steps, run.config.n_envs), dtype=object)
+        self._frames = Throttle(run.config.frame_interval_s)
+        self._hints = Throttle(run.config.hint_interval_s)
+        self._episode_step = 0
+
+    def _on_rollout_start(self) -> None:
+        self._observe()
+
+    def _observe(self) -> None:
+        """Read the situations (and the bot's actions) of the observations the next step acts
+        on. PPO alone has no teacher and skips this."""
+        if not self.run.has_teacher:
+            return
+        self.situations = self.training_env.get_attr("situation")
+        self.experts = self.training_env.get_attr("expert_action") if self.run.config.mode == Mode.ORACLE else None
+
+    def _on_step(self) -> bool:
+        run, model = self.run, self.model
+        pos = model.rollout_buffer.pos
+        actions = self.locals["actions"]
+        self._episode_step = 0 if self.locals["dones"][0] else self._episode_step + 1
+        if run.has_teacher:
+            for i, situation in enumerate(self.situations):
+                self.keys[pos, i] = situation.key
+                probs, weight = run.guide(situation, self.experts[i] if self.experts else None)
+                model.guide_probs[pos, i] = probs
+                model.guide_weight[pos, i] = weight
+            if self._hints.ready():
+                run.emit_hint(self.situations[0], model.guide_probs[pos, 0], model.guide_weight[pos, 0], int(actions[0]))
+        if self._frames.ready():
+            run.emit_frame(self.training_env, int(actions[0]), float(self.locals["rewards"][0]), self._episode_step)
+        self._observe()
+        return True
+
+
+class _Run:
+    """The state of one run between rollouts."""
+
+    def __init__(self, config: RunConfig, emitter: EventEmitter, out_dir: Path, actions: tuple[str, ...]):
+        self.config = config
+        self.emitter = emitter
+        self.out_dir = out_dir
+        self.actions = actions
+        self.teacher: LLMTeacher | None = None
+        self.probes: list[Probe] = []
+        self.memory = FeedbackMemory(actions, min_visits=config.feedback_min_visits, margin=config.feedback_margin)
+        self.reliability = 1.0
+        self.frames_to: dict[float, int | None] = {0.9: None, config.return_threshold: None}
+        self.accuracy_start: float | None = None
+        self.accuracy_end: float | None = None
+        self.wall_before = 0.0
+        self.started = time.monotonic()
+        self.next_eval = config.eval_interval or None
+        self.last_eval: dict | None = None
+        self.timesteps = 0
+
+    # --- the teacher ---------------------------------------------------------------------
+
+    @property
+    def has_teacher(self) -> bool:
+        return self.teacher is not None or self.config.mode == Mode.ORACLE
+
+    def feedback(self, situation: Situation) -> str | None:
+        return self.memory.sentence(situation.key) if self.config.mode == Mode.BIDIRECTIONAL else None
+
+    def guide(self, situation: Situation, expert: int | None) -> tuple[np.ndarray, float]:
+        """(teacher distribution, weight) for one sample; weight 0 means no guidance.
+        ``expert`` is the BabyAI bot's action there (oracle mode only)."""
+        n = len(situation.actions)
+        if self.config.mode == Mode.ORACLE:
+            if expert is None:
+                return np.full(n, 1 / n), 0.0
+            probs = np.full(n, 0.05 / (n - 1))
+            probs[expert] = 0.95
+            return probs, 1.0
+        if self.teacher is None or not self.config.mode.guides_student:
+            return np.full(n, 1 / n), 0.0
+        probs = self.teacher.current(situation, self.feedback(situation))
+        if probs is None:
+            return np.full(n, 1 / n), 0.0
+        if self.config.mode == Mode.UNIDIRECTIONAL:
+            return probs, 1.0
+        verdict = self.memory.verdict(situation.key)
+        if verdict is None:
+            return probs, self.reliability
+        return probs, float(int(np.argmax(probs)) == verdict)
+
+    def measure_teacher(self) -> float | None:
+        if self.teacher is None:
+            return None
+        return teacher_accuracy(lambda s: self.teacher.latest(s, self.feedback(s)), self.probes)  # type: ignore[union-attr]
+
+    def update_reliability(self) -> None:
+        """How often the teacher's feedback-free answers agree with the student's verdicts."""
+        agree = total = 0
+        for key, verdict in self.memory.verdicts().items():
+            answer = self.teacher.cached(key, None) if self.teacher else None
+            if answer is not None:
+                total += 1
+                agree += int(np.argmax(answer) == verdict)
+        self.reliability = (agree + 1) / (total + 2)
+
+    def drop_faulty_teacher(self) -> None:
+        if self.teacher is None:
+            return
+        fault = self.teacher.failure()
+        if fault is not None:
+            self.teacher.close()
+            self.teacher = None
+            self.emit(EventKind.TEACHER_FAULT, error=str(fault), fallback="student-only")
+
+    # --- reporting -----------------------------------------------------------------------
+
+    def emit(self, kind: EventKind, **data: Any):
+        return self.emitter.emit(kind, self.timesteps, **data)
+
+    def emit_hint(self, situation: Situation, probs: np.ndarray, weight: float, action: int) -> None:
+        self.emit(
+            EventKind.HINT,
+            situation=situation.text,
+            situation_key=situation.key,
+            distribution={a: round(float(p), 4) for a, p in zip(situation.actions, probs)},
+            teacher_action=situation.actions[int(np.argmax(probs))] if weight > 0 else None,
+            action_taken=situation.actions[action],
+            feedback=self.feedback(situation),
+            weight=round(float(weight), 3),
+            source="oracle" if self.config.mode == Mode.ORACLE else ("llm" if weight > 0 else "none"),
+        )
+
+    def emit_frame(self, vec_env: VecEnv, action: int | None, reward: float, episode_step: int) -> None:
+        env = vec_env.unwrapped.envs[0].unwrapped  # type: ignore[attr-defined]
+        grid = env.grid.encode().transpose(1, 0, 2)  # (y, x, 3): row-major for the browser
+        self.emit(
+            EventKind.FRAME,
+            width=env.width,
+            height=env.height,
+            grid=grid.reshape(-1).tolist(),
+            agent=[int(env.agent_pos[0]), int(env.agent_pos[1]), int(env.agent_dir)],
+            mission=env.mission,
+            episode_step=episode_step,
+            action=self.actions[action] if action is not None else None,
+            reward=reward,
+        )
+
+    def wall_s(self) -> float:
+        return self.wall_before + time.monotonic() - self.started
+
+    def report(self, episodes: deque, losses: dict[str, Any], fps: float) -> None:
+        returns = [e["r"] for e in episodes]
+        mean_return = float(safe_mean(returns)) if returns else None
+        if mean_return is not None and len(returns) >= MIN_EPISODES_FOR_THRESHOLD:
+            for threshold, reached in self.frames_to.items():
+                if reached is None and mean_return >= threshold:
+                    self.frames_to[threshold] = self.timesteps
+        stats = self.teacher.stats if self.teacher else None
+        self.emit(
+            EventKind.METRICS,
+            mean_return=mean_return,
+            success_rate=float(np.mean(np.array(returns) > 0)) if returns else None,
+            mean_length=float(safe_mean([e["l"] for e in episodes])) if returns else None,
+            episodes=len(returns),
+            teacher_accuracy=self.measure_teacher(),
+            cache_hit_rate=stats.hit_rate if stats else None,
+            llm_calls=stats.calls if stats else 0,
+            llm_latency_ms=stats.mean_latency_ms if stats else None,
+            feedback_situations=self.memory.situations_with_verdict,
+            teacher_reliability=self.reliability if self.config.mode == Mode.BIDIRECTIONAL else None,
+            **losses,
+        )
+        remaining = self.config.total_timesteps - self.timesteps
+        self.emit(
+            EventKind.PROGRESS,
+            timesteps=self.timesteps,
+            total_timesteps=self.config.total_timesteps,
+            fps=round(fps, 1),
+            elapsed_s=round(self.wall_s(), 2),
+            eta_s=round(remaining / fps, 1) if fps > 0 else None,
+        )
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint(self, model: GuidedPPO | None) -> None:
+        """Write model and run state atomically, then announce it."""
+        final = self.out_dir / CHECKPOINT_DIR
+        tmp = self.out_dir / (CHECKPOINT_DIR + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if model is not None:
+            model.save(tmp / "model.zip")
+        state = {
+            "timesteps": self.timesteps,
+            "last_seq": self.emitter.last_seq + 1,  # the CHECKPOINT event's own number
+            "wall_s": self.wall_s(),
+            "frames_to": [[k, v] for k, v in self.frames_to.items()],
+            "accuracy_start": self.accuracy_start,
+            "next_eval": self.next_eval,
+            "reliability": self.reliability,
+            "memory": self.memory.state_dict(),
+            "teacher": self.teacher.state_dict() if self.teacher else None,
+        }
+        (tmp / "state.json").write_text(json.dumps(state))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        self.emit(EventKind.CHECKPOINT, path=str(final), timesteps=self.timesteps)
+
+    def restore(self, state: dict) -> None:
+        self.timesteps = state["timesteps"]
+        self.wall_before = state["wall_s"]
+        self.frames_to = {float(k): v for k, v in state["frames_to"]}
+        self.accuracy_start = state["accuracy_start"]
+        self.next_eval = state["next_eval"]
+        self.reliability = state["reliability"]
+        self.memory.load_state_dict(state["memory"])
+        if self.teacher and state["teacher"]:
+            self.teacher.load_state_dict(state["teacher"])
+
+    # --- evaluation and summary ----------------------------------------------------------
+
+    def evaluate(self, act) -> dict:
+        result = evaluate(act, self.config.env_id, self.config.eval_episodes, self.config.seed)
+        self.last_eval = result
+        self.emit(EventKind.EVALUATION, **result)
+        return result
+
+    def summary(self, status: str, fps: float) -> dict:
+        stats = self.teacher.stats if self.teacher else None
+        return {
+            "env": self.config.env_id,
+            "mode": self.config.mode.value,
+            "seed": self.config.seed,
+            "status": status,
+            "timesteps": self.timesteps,
+            "frames_to_0_9": self.frames_to[0.9],
+            "return_threshold": self.config.return_threshold,
+            "frames_to_threshold": self.frames_to[self.config.return_threshold],
+            "final_eval_return": self.last_eval["mean_return"] if self.last_eval else None,
+            "final_eval_success": self.last_eval["success_rate"] if self.last_eval else None,
+            "teacher_model": self.config.teacher_model if self.config.mode.uses_llm else None,
+            "teacher_accuracy_start": self.accuracy_start,
+            "teacher_accuracy_end": self.accuracy_end,
+            "llm_calls": stats.calls if stats else 0,
+            "llm_mean_latency_ms": stats.mean_latency_ms if stats else None,
+            "cache_hit_rate": stats.hit_rate if stats else None,
+            "wall_s": round(self.wall_s(), 2),
+            "fps": round(fps, 1),
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+        }
+
+
+def _last_seq_of_checkpoint(out_dir: Path) -> int:
+    state = out_dir / CHECKPOINT_DIR / "state.json"
+    return json.loads(state.read_text())["last_seq"] if state.exists() else 0
+
+
+def train(
+    config: RunConfig,
+    sink: EventSink,
+    *,
+    out_dir: str | Path,
+    should_stop: StopSignal = never_stop,
+    resume: bool = False,
+    last_seq: int | None = None,
+) -> dict:
+    """Run ``config`` to the end (or until ``should_stop()`` says so at a rollout boundary),
+    reporting through ``sink``. Writes checkpoints and ``summary.json`` under ``out_dir``.
+
+    ``resume`` continues from ``out_dir``'s checkpoint. Event numbers continue after
+    ``last_seq`` (the last number the caller's store holds; default: the checkpoint's), so
+    events emitted after the checkpoint but before a crash are never numbered twice.
+
+    Returns the summary. Errors before training (unknown level, bad teacher model) and during
+    it are reported as a ``run_failed`` event and raised.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_path = out_dir / CHECKPOINT_DIR / "state.json"
+    if resume and not state_path.exists():
+        raise FileNotFoundError(f"no checkpoint to resume from in {out_dir}")
+    if last_seq is None:
+        last_seq = _last_seq_of_checkpoint(out_dir) if resume else 0
+    emitter = EventEmitter(sink, last_seq=last_seq)
+    run: _Run | None = None
+    try:
+        validate(config)
+        run = _Run(config, emitter, out_dir, make_env(config.env_id).action_names)
+        if config.mode.uses_llm:
+            run.teacher = LLMTeacher(config.teacher_model, run.actions, timeout_s=config.teacher_timeout_s)
+            run.probes = collect_probes(config.env_id, config.probe_states, config.seed)
+        state = json.loads(state_path.read_text()) if resume else None
+        if state:
+            run.restore(state)
+        run.emit(
+            EventKind.RUN_STARTED,
+            config=config.to_dict(),
+            env_id=config.env_id,
+            mode=config.mode.value,
+            actions=list(run.actions),
+            teacher=config.teacher_model if config.mode.uses_llm else ("babyai-bot" if config.mode == Mode.ORACLE else None),
+            resumed=bool(state),
+            start_timestep=run.timesteps,
+        )
+        if run.teacher and not state:
+            run.accuracy_start = teacher_accuracy(lambda s: run.teacher.ask(s, None), run.probes)  # type: ignore[union-attr]
+        if config.mode == Mode.TEACHER:
+            status, fps = _teacher_alone(run, should_stop)
+        else:
+            status, fps = _train_student(run, should_stop, state_path if state else None)
+        if run.teacher:
+            try:
+                run.accuracy_end = teacher_accuracy(lambda s: run.teacher.ask(s, run.feedback(s)), run.probes)  # type: ignore[union-attr]
+            except TeacherError:
+                run.drop_faulty_teacher()
+        summary = run.summary(status, fps)
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        run.emit(EventKind.RUN_FINISHED, status=status, summary=summary)
+        return summary
+    except BaseException as exc:
+        emitter.emit(
+            EventKind.RUN_FAILED,
+            run.timesteps if run else 0,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+        )
+        raise
+    finally:
+        if run and run.teacher:
+            run.teacher.close()
+        sink.close()
+
+
+def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | None) -> tuple[str, float]:
+    config = run.config
+    th.set_num_threads(1)  # the networks are tiny; a second thread only fights the LLM's
+    vec_env = make_vec_env(
+        lambda: make_env(config.env_id, expert=config.mode == Mode.ORACLE),
+        n_envs=config.n_envs,
+        seed=config.seed,
+        vec_env_cls=DummyVecEnv,
+    )
+    policy, policy_kwargs = _policy_setup(config)
+    if checkpoint_state:
+        model = GuidedPPO.load(checkpoint_state.parent / "model.zip", env=vec_env, device="cpu")
+    else:
+        model = GuidedPPO(
+            policy,
+            vec_env,
+            n_steps=config.n_steps,
+            batch_size=config.batch_size,
+            n_epochs=config.n_epochs,
+            learning_rate=config.learning_rate,
+            gamma=config.gamma,
+            gae_lambda=config.gae_lambda,
+            clip_range=config.clip_range,
+            ent_coef=config.ent_coef,
+            vf_coef=config.vf_coef,
+            max_grad_norm=config.max_grad_norm,
+            policy_kwargs=policy_kwargs,
+            seed=config.seed,
+            device="cpu",
+            verbose=0,
+        )
+    callback = GuidanceCallback(run)
+
+    def greedy(obs: np.ndarray, _env) -> int:
+        return int(model.predict(obs, deterministic=True)[0])
+
+    remaining = config.total_timesteps - run.timesteps
+    total, callback = model._setup_learn(remaining, callback, reset_num_timesteps=not checkpoint_state)
+    callback.on_training_start(locals(), globals())
+    loop_start, loop_frames = time.monotonic(), 0
+    status = "succeeded"
+    rollouts = 0
+    while model.num_timesteps < total:
+        if should_stop():
+            status = "stopped"
+            break
+        model.guidance_coef = _guidance_coef(config, model.num_timesteps) if run.has_teacher else 0.0
+        model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+        run.drop_faulty_teacher()
+        if not run.has_teacher:
+            model.guidance_coef = 0.0
+        if config.mode == Mode.BIDIRECTIONAL and run.teacher:
+            buffer = model.rollout_buffer
+            run.memory.update(callback.keys.ravel(), buffer.actions.astype(int), buffer.advantages)
+            run.update_reliability()
+        model._update_current_progress_remaining(model.num_timesteps, total)
+        model.train()
+        rollouts += 1
+        run.timesteps = model.num_timesteps
+        loop_frames += config.rollout_frames
+        fps = loop_frames / (time.monotonic() - loop_start)
+        losses = {k.split("/")[1]: float(v) for k, v in model.logger.name_to_value.items() if k.startswith("train/")}
+        run.report(
+            model.ep_info_buffer,
+            {
+                "policy_loss": losses.get("policy_gradient_loss"),
+                "value_loss": losses.get("value_loss"),
+                "entropy": -losses["entropy_loss"] if "entropy_loss" in losses else None,
+                "approx_kl": losses.get("approx_kl"),
+                "clip_fraction": losses.get("clip_fraction"),
+                "guidance_loss": model.last_guidance_loss,
+                "guidance_coef": model.guidance_coef,
+            },
+            fps,
+        )
+        model.logger.dump(model.num_timesteps)
+        if run.next_eval and run.timesteps >= run.next_eval and run.timesteps < total:
+            run.evaluate(greedy)
+            run.next_eval += config.eval_interval
+        if config.checkpoint_interval and rollouts % config.checkpoint_interval == 0:
+            run.checkpoint(model)
+    fps = loop_frames / max(time.monotonic() - loop_start, 1e-9)
+    if status == "succeeded":
+        run.evaluate(greedy)
+    run.checkpoint(model)
+    vec_env.close()
+    return status, fps
+
+
+def _guidance_coef(config: RunConfig, timesteps: int) -> float:
+    horizon = config.guidance_anneal_frac * config.total_timesteps
+    if horizon <= 0:
+        return 0.0
+    return config.guidance_coef * max(0.0, 1.0 - timesteps / horizon)
+
+
+def _teacher_alone(run: _Run, should_stop: StopSignal) -> tuple[str, float]:
+    """The teacher acts (its most likely action), nothing learns: how good is it alone?"""
+    config = run.config
+    teacher = run.teacher
+    assert teacher is not None
+    vec_env = make_vec_env(lambda: make_env(config.env_id), n_envs=config.n_envs, seed=config.seed, vec_env_cls=DummyVecEnv)
+    vec_env.reset()
+    episodes: deque = deque(maxlen=100)
+    start, frames, status = time.monotonic(), 0, "succeeded"
+    frame_throttle, hint_throttle = Throttle(config.frame_interval_s), Throttle(config.hint_interval_s)
+    episode_step = 0
+    while run.timesteps < config.total_timesteps:
+        if should_stop():
+            status = "stopped"
+            break
+        for _ in range(config.n_steps):
+            situations = vec_env.get_attr("situation")
+            answers = [teacher.ask(s, None) for s in situations]
+            actions = np.array([int(np.argmax(a)) for a in answers])
+            if hint_throttle.ready():
+                run.emit_hint(situations[0], answers[0], 1.0, int(actions[0]))
+            _, rewards, dones, infos = vec_env.step(actions)
+            episodes.extend(info["episode"] for info in infos if "episode" in info)
+            run.timesteps += config.n_envs
+            episode_step = 0 if dones[0] else episode_step + 1
+            if frame_throttle.ready():
+                run.emit_frame(vec_env, int(actions[0]), float(rewards[0]), episode_step)
+        frames += config.rollout_frames
+        run.report(episodes, {}, frames / (time.monotonic() - start))
+    fps = frames / max(time.monotonic() - start, 1e-9)
+    if status == "succeeded":
+        run.evaluate(lambda _obs, env: int(np.argmax(teacher.ask(env.situation, None))))
+    vec_env.close()
+    return status, fps

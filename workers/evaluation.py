@@ -1,0 +1,81 @@
+"""Measuring the student (greedy episodes on held-out seeds) and the teacher (agreement with
+minigrid's BabyAI bot on a fixed set of probe states)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from workers.levels import TeachableEnv, make_env
+from workers.situation import Situation
+
+# Seeds for evaluation episodes and probe states lie far from the training seeds
+# (make_vec_env uses seed + rank), so no measurement replays a training layout.
+EVAL_SEED_OFFSET = 1_000_000
+PROBE_SEED_OFFSET = 2_000_000
+
+
+@dataclass(frozen=True)
+class Probe:
+    situation: Situation
+    expert_action: int
+
+
+def collect_probes(env_id: str, n: int, seed: int, explore: float = 0.5) -> list[Probe]:
+    """``n`` states with the bot's action, from episodes where each step follows the bot with
+    probability 1 - ``explore`` and a random action otherwise, so that the probes also cover
+    the off-course states a learning student visits. Empty for levels the bot cannot play."""
+    env = make_env(env_id, expert=True)
+    rng = np.random.default_rng(seed)
+    probes: list[Probe] = []
+    episode = 0
+    while len(probes) < n and episode < 10 * n:
+        env.reset(seed=PROBE_SEED_OFFSET + 1000 * seed + episode)
+        episode += 1
+        if env.expert_action is None:
+            continue
+        done = False
+        while not done and len(probes) < n:
+            expert = env.expert_action
+            if expert is None:
+                break
+            probes.append(Probe(env.situation, expert))  # type: ignore[arg-type]
+            action = expert if rng.random() > explore else int(rng.integers(env.action_space.n))
+            _, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+    env.close()
+    return probes
+
+
+def teacher_accuracy(answer: Callable[[Situation], np.ndarray], probes: list[Probe]) -> float | None:
+    """Share of probes where the teacher's most likely action is the bot's action."""
+    if not probes:
+        return None
+    hits = sum(int(np.argmax(answer(p.situation)) == p.expert_action) for p in probes)
+    return hits / len(probes)
+
+
+def evaluate(act: Callable[[np.ndarray, TeachableEnv], int], env_id: str, episodes: int, seed: int) -> dict:
+    """Run ``episodes`` episodes with ``act(observation, env) -> action``; mean return,
+    success rate (episodes with a positive reward) and mean length."""
+    env = make_env(env_id)
+    returns, lengths = [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=EVAL_SEED_OFFSET + 1000 * seed + episode)
+        done, total, length = False, 0.0, 0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs, env))
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+        returns.append(total)
+        lengths.append(length)
+    env.close()
+    return {
+        "mean_return": float(np.mean(returns)),
+        "success_rate": float(np.mean(np.array(returns) > 0)),
+        "mean_length": float(np.mean(lengths)),
+        "episodes": episodes,
+    }

@@ -1,0 +1,87 @@
+"""The student: stable-baselines3 PPO, plus a distillation step toward the teacher.
+
+``GuidedPPO.train`` is PPO's own update followed by one pass of policy distillation over the
+same rollout: for every sample that carries a teacher distribution ``q`` (the engine fills
+``guide_probs`` and ``guide_weight`` while it collects the rollout), minimise
+
+    guidance_coef * weight * KL(q || pi(.|s))
+
+The engine anneals ``guidance_coef`` to zero (as LLM4Teach and kickstarting do), so the student
+ends up optimising its own return alone. Doing the distillation as its own pass, after PPO's
+clipped update, keeps SB3's PPO untouched and the guidance step readable.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+
+class MinigridCNN(BaseFeaturesExtractor):
+    """The small CNN from minigrid's training docs, over the 7x7 egocentric view."""
+
+    def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 128):
+        super().__init__(observation_space, features_dim)
+        channels = observation_space.shape[0]
+        self.cnn = nn.Sequential(
+            nn.Conv2d(channels, 16, (2, 2)),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, (2, 2)),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, (2, 2)),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with th.no_grad():
+            n_flatten = self.cnn(th.as_tensor(observation_space.sample()[None]).float()).shape[1]
+        self.linear = nn.Sequential(nn.Linear(n_flatten, features_dim), nn.ReLU())
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.linear(self.cnn(observations))
+
+
+class GuidedPPO(PPO):
+    """PPO whose update also pulls the policy toward the teacher's distributions."""
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        n_actions = int(self.action_space.n)  # type: ignore[attr-defined]
+        self.guide_probs = np.zeros((self.n_steps, self.n_envs, n_actions), np.float32)
+        """Teacher distribution for each rollout sample (row step, column env)."""
+        self.guide_weight = np.zeros((self.n_steps, self.n_envs), np.float32)
+        """How much each sample's teacher distribution counts (0: no teacher answer)."""
+        self.guidance_coef = 0.0
+        self.last_guidance_loss: float | None = None
+
+    def train(self) -> None:
+        super().train()
+        self.last_guidance_loss = self._distill() if self.guidance_coef > 0 else None
+
+    def _distill(self) -> float | None:
+        flat = self.rollout_buffer.swap_and_flatten
+        weights = flat(self.guide_weight).reshape(-1)
+        guided = np.random.permutation(np.flatnonzero(weights > 0))
+        if len(guided) == 0:
+            return None
+        probs = flat(self.guide_probs).reshape(len(weights), -1)
+        # After PPO's update the buffer holds its observations flattened in the same order.
+        observations = self.rollout_buffer.observations
+        losses = []
+        for start in range(0, len(guided), self.batch_size):
+            idx = guided[start : start + self.batch_size]
+            obs = self.rollout_buffer.to_torch(observations[idx])
+            q = th.as_tensor(probs[idx], device=self.device)
+            w = th.as_tensor(weights[idx], device=self.device)
+            log_pi = self.policy.get_distribution(obs).distribution.logits.log_softmax(-1)
+            kl = (q * (th.log(q.clamp_min(1e-8)) - log_pi)).sum(-1)
+            weighted_kl = (w * kl).sum() / w.sum()
+            self.policy.optimizer.zero_grad()
+            (self.guidance_coef * weighted_kl).backward()
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+            losses.append(weighted_kl.item())
+        return float(np.mean(losses))
