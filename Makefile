@@ -21,6 +21,12 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
+run: install
+	$(PY) scripts/run_local.py
+
+user: install
+	$(PY) scripts/run_local.py user
+
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 

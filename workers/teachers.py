@@ -23,7 +23,7 @@ import importlib.util
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +251,10 @@ class LLMTeacher:
         cache_key = (situation.key, feedback)
         if cache_key in self._pending:
             return self._pending[cache_key]
+        # A question about this situation under older feedback is moot if it has not started.
+        for stale in [k for k in self._pending if k[0] == situation.key]:
+            if self._pending[stale].cancel():  # its callback also forgets it
+                self._pending.pop(stale, None)
         future = self._executor.submit(self._compute, situation, feedback)
         self._pending[cache_key] = future
         future.add_done_callback(lambda f: self._store(cache_key, f))
@@ -293,6 +297,9 @@ class LLMTeacher:
         while True:
             try:
                 return future.result(timeout=0.25)
+            except CancelledError:  # superseded by a question under newer feedback: ask again
+                with self._lock:
+                    future = self._submit(situation, feedback)
             except FutureTimeout:
                 fault = self.failure()
                 if fault is not None:

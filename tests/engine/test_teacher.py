@@ -71,3 +71,20 @@ def test_missing_and_corrupt_gguf_fail_before_training(tmp_path, monkeypatch):
     (models / "truncated.gguf").write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(TeacherError, match="could not load"):
         LLMTeacher("truncated", NAV)
+
+
+def test_a_question_superseded_by_newer_feedback_is_dropped_unasked(teacher):
+    busy = Situation("k-busy", "Your mission: go to the red ball. You are in a corridor.", NAV)
+    older = "Feedback from the student: in this situation, left worked best."
+    newer = "Feedback from the student: in this situation, forward worked best."
+    teacher.ask(HIDDEN, None)
+    calls = teacher.stats.calls
+    teacher.latest(busy, None)  # occupies the LLM thread for a while
+    assert teacher.latest(HIDDEN, older) is not None  # queued; meanwhile the last answer stands in
+    teacher.latest(HIDDEN, newer)  # supersedes the queued question
+    teacher.ask(HIDDEN, newer)
+    teacher.ask(busy, None)
+    assert teacher.stats.calls == calls + 2
+    assert teacher.cached(HIDDEN.key, older) is None
+    teacher.ask(HIDDEN, older)  # still answerable when asked for explicitly
+    assert teacher.stats.calls == calls + 3

@@ -1,0 +1,188 @@
+"""The launch form. Level and teacher choices are what this installation has (the engine's
+``available_levels`` and ``available_models``); each hyperparameter is its own field with the
+range ``experiments_app.hyperparameters`` allows and the RunConfig docstring as help text."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from experiments_app.hyperparameters import CHOICES, RANGES, hyperparameter_fields, hyperparameters_validate
+from experiments_app.models import Experiment
+from experiments_app.selectors import team_list
+from workers.config import DEFAULT_ENV, Mode
+
+HP_PREFIX = "hp_"
+SEEDS_PATTERN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 40
+
+
+def level_choices() -> list[tuple[str, str]]:
+    from workers.levels import available_levels
+
+    return [(level, level) for level in available_levels()]
+
+
+def teacher_choices() -> list[tuple[str, str]]:
+    from workers.teachers import available_models
+
+    return [("", "(none)")] + [(name, name) for name in available_models()]
+
+
+def mode_choices() -> list[tuple[str, str]]:
+    """Each mode with its docstring from workers.config.Mode, e.g. "ppo: The student alone."."""
+    import ast
+    import inspect
+
+    from workers import config
+
+    body = next(n for n in ast.parse(inspect.getsource(config)).body if isinstance(n, ast.ClassDef) and n.name == "Mode").body
+    docs = {
+        node.targets[0].id: " ".join(str(nxt.value.value).split())
+        for node, nxt in zip(body, body[1:])
+        if isinstance(node, ast.Assign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+    }
+    return [(m.value, f"{m.value}: {docs[m.name]}" if m.name in docs else m.value) for m in Mode]
+
+
+def parse_seeds(raw: str) -> list[int]:
+    """"0, 1, 5-7" -> [0, 1, 5, 6, 7]. Raises ValidationError with the offending part."""
+    seeds: list[int] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        match = SEEDS_PATTERN.match(part)
+        if not match:
+            raise forms.ValidationError(f"{part.strip()!r} is not a seed or a range such as 0-4")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise forms.ValidationError(f"range {part.strip()!r} runs backwards")
+        if high - low >= settings.MAX_SEEDS_PER_EXPERIMENT:
+            raise forms.ValidationError(f"at most {settings.MAX_SEEDS_PER_EXPERIMENT} seeds per experiment")
+        seeds.extend(range(low, high + 1))
+    if not seeds:
+        raise forms.ValidationError("give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise forms.ValidationError("each seed may appear once")
+    if len(seeds) > settings.MAX_SEEDS_PER_EXPERIMENT:
+        raise forms.ValidationError(f"at most {settings.MAX_SEEDS_PER_EXPERIMENT} seeds per experiment")
+    if max(seeds) > 2**31 - 1:
+        raise forms.ValidationError("seeds must be below 2^31")
+    return seeds
+
+
+def parse_tags(raw: str) -> list[str]:
+    tags = [t.strip() for t in raw.split(",") if t.strip()]
+    if len(tags) > MAX_TAGS:
+        raise forms.ValidationError(f"at most {MAX_TAGS} tags")
+    too_long = [t for t in tags if len(t) > MAX_TAG_LENGTH]
+    if too_long:
+        raise forms.ValidationError(f"tags are at most {MAX_TAG_LENGTH} characters: {too_long[0][:MAX_TAG_LENGTH]}...")
+    return list(dict.fromkeys(tags))
+
+
+def _hyperparameter_field(kind: type, default: Any, help_text: str, name: str) -> forms.Field:
+    bounds = RANGES.get(name)
+    common = {"label": name, "initial": default, "help_text": help_text}
+    if name in CHOICES:
+        return forms.ChoiceField(choices=[(c, c) for c in CHOICES[name]], **common)
+    if kind is int:
+        return forms.IntegerField(min_value=int(bounds.low), max_value=int(bounds.high), **common)
+    if kind is float:
+        return forms.FloatField(
+            min_value=bounds.low, max_value=bounds.high, widget=forms.NumberInput(attrs={"step": "any"}), **common
+        )
+    return forms.CharField(**common)
+
+
+class LaunchForm(forms.Form):
+    """One experiment and its seeds. ``cleaned_data`` holds the arguments of
+    ``services.experiment_create`` (except ``owner``)."""
+
+    name = forms.CharField(max_length=200)
+    team = forms.ModelChoiceField(queryset=None, empty_label=None)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    env_id = forms.ChoiceField(label="Level", initial=DEFAULT_ENV)
+    mode = forms.ChoiceField(initial=Mode.BIDIRECTIONAL.value, help_text="Who teaches whom.")
+    teacher_model = forms.ChoiceField(label="Teacher model", required=False, help_text="The LLM; only the ppo and oracle modes need none.")
+    seeds = forms.CharField(initial="0", help_text='One run per seed: "0, 1, 2" or "0-4".')
+    tags = forms.CharField(required=False, help_text="Comma-separated.")
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = team_list(user=user)
+        self.fields["env_id"].choices = level_choices()
+        self.fields["mode"].choices = mode_choices()
+        models = teacher_choices()
+        self.fields["teacher_model"].choices = models
+        if len(models) > 1:
+            self.fields["teacher_model"].initial = models[1][0]
+        for name, kind, default, help_text in hyperparameter_fields():
+            self.fields[HP_PREFIX + name] = _hyperparameter_field(kind, default, help_text, name)
+
+    @classmethod
+    def initial_from(cls, experiment: Experiment) -> dict[str, Any]:
+        """Initial values that reproduce ``experiment`` (the "clone and edit" form)."""
+        initial: dict[str, Any] = {
+            "name": f"{experiment.name} (copy)",
+            "team": experiment.team_id,
+            "description": experiment.description,
+            "env_id": experiment.env_id,
+            "mode": experiment.mode,
+            "teacher_model": experiment.teacher_model,
+            "seeds": ", ".join(str(run.seed) for run in experiment.runs.all()) or "0",
+            "tags": ", ".join(experiment.tags),
+            "notes": experiment.notes,
+        }
+        initial.update({HP_PREFIX + name: value for name, value in experiment.hyperparameters.items()})
+        return initial
+
+    def hyperparameter_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name.startswith(HP_PREFIX)]
+
+    def general_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if not name.startswith(HP_PREFIX)]
+
+    def clean_seeds(self) -> list[int]:
+        return parse_seeds(self.cleaned_data["seeds"])
+
+    def clean_tags(self) -> list[str]:
+        return parse_tags(self.cleaned_data["tags"])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        mode = data.get("mode")
+        if mode and Mode(mode).uses_llm and not data.get("teacher_model"):
+            if len(self.fields["teacher_model"].choices) <= 1:
+                self.add_error("teacher_model", "no teacher model is installed; choose the ppo or oracle mode")
+            else:
+                self.add_error("teacher_model", f"the {mode} mode needs a teacher model")
+        hyperparameters = {
+            name: data[HP_PREFIX + name] for name, _, _, _ in hyperparameter_fields() if HP_PREFIX + name in data
+        }
+        if len(hyperparameters) == len(hyperparameter_fields()):
+            # Field-level checks passed; these are the cross-field ones (a rollout's size).
+            for name, message in hyperparameters_validate(hyperparameters).items():
+                self.add_error(HP_PREFIX + name, message)
+        if mode == Mode.ORACLE.value and data.get("env_id") and not _bot_can_play(data["env_id"]):
+            self.add_error("mode", f"oracle mode needs the BabyAI bot, which cannot play {data['env_id']}")
+        data["hyperparameters"] = hyperparameters
+        return data
+
+
+def _bot_can_play(env_id: str) -> bool:
+    from workers.levels import make_env
+
+    env = make_env(env_id, expert=True)
+    try:
+        env.reset(seed=0)
+        return env.expert_action is not None
+    finally:
+        env.close()

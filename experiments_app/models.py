@@ -1,0 +1,177 @@
+"""Teams own experiments; an experiment is one configuration trained once per seed (a Run);
+a run's persisted events are Metric and Hint rows, numbered by the engine's ``seq``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from experiments_app.hyperparameters import hyperparameters_validate
+from workers.config import Mode
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member", "Member"
+        ADMIN = "admin", "Admin"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "team"], name="membership_unique_user_team")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+class Experiment(models.Model):
+    """What to train: level, mode, teacher and hyperparameters. Immutable once launched; to
+    change something, clone it."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="experiments")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="experiments")
+    env_id = models.CharField("level", max_length=100)
+    mode = models.CharField(max_length=20, choices=[(m.value, m.value) for m in Mode])
+    teacher_model = models.CharField(max_length=200, blank=True, help_text="Empty when the mode uses no LLM.")
+    hyperparameters = models.JSONField(default=dict, help_text="RunConfig fields other than level, mode, seed and teacher.")
+    tags = models.JSONField(default=list, blank=True)
+    notes = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["team", "-created"], name="experiment_team_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors = hyperparameters_validate(self.hyperparameters)
+        if errors:
+            raise ValidationError({"hyperparameters": [f"{name}: {msg}" for name, msg in errors.items()]})
+        if not isinstance(self.tags, list) or not all(isinstance(t, str) for t in self.tags):
+            raise ValidationError({"tags": "tags must be a list of strings"})
+        if Mode(self.mode).uses_llm and not self.teacher_model:
+            raise ValidationError({"teacher_model": f"mode {self.mode} needs a teacher model"})
+
+
+class Run(models.Model):
+    """One seed of an experiment, from queued to a final status. Progress fields mirror the
+    latest PROGRESS event; ``last_seq`` is the highest event number stored for it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    seed = models.IntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    worker_host = models.CharField(max_length=200, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    timesteps = models.BigIntegerField(default=0)
+    total_timesteps = models.BigIntegerField(default=0)
+    fps = models.FloatField(null=True, blank=True)
+    eta_s = models.FloatField(null=True, blank=True)
+    summary = models.JSONField(null=True, blank=True)
+    checkpoint_path = models.CharField(max_length=500, blank=True)
+    teacher_fault = models.TextField(blank=True, help_text="Why the teacher was dropped mid-run, if it was.")
+    error = models.TextField(blank=True)
+    last_seq = models.BigIntegerField(default=0)
+    stop_requested = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["experiment", "seed"]
+        constraints = [models.UniqueConstraint(fields=["experiment", "seed"], name="run_unique_experiment_seed")]
+        indexes = [
+            # run_mark_interrupted: running runs by heartbeat age.
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment.name} / seed {self.seed}"
+
+    @property
+    def group_name(self) -> str:
+        """The channel-layer group its live updates go to."""
+        return f"run-{self.pk}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+    @property
+    def progress_fraction(self) -> float:
+        return min(1.0, self.timesteps / self.total_timesteps) if self.total_timesteps else 0.0
+
+
+class Metric(models.Model):
+    """A persisted METRICS, EVALUATION or PROGRESS event. The charted values are columns; the
+    event's whole data stays in ``data``."""
+
+    class Kind(models.TextChoices):
+        METRICS = "metrics"
+        EVALUATION = "evaluation"
+        PROGRESS = "progress"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    seq = models.BigIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    timestep = models.BigIntegerField()
+    time = models.FloatField(help_text="Unix time the engine emitted it.")
+    mean_return = models.FloatField(null=True, blank=True)
+    success_rate = models.FloatField(null=True, blank=True)
+    teacher_accuracy = models.FloatField(null=True, blank=True)
+    guidance_coef = models.FloatField(null=True, blank=True)
+    fps = models.FloatField(null=True, blank=True)
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="metric_unique_run_seq")]
+        # The unique constraint's index serves the back-fill (run, seq > n).
+
+
+class Hint(models.Model):
+    """A persisted HINT event: what the teacher said in a situation and what the student did."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="hints")
+    seq = models.BigIntegerField()
+    timestep = models.BigIntegerField()
+    time = models.FloatField()
+    situation = models.TextField()
+    situation_key = models.CharField(max_length=200, blank=True)
+    distribution = models.JSONField(default=dict)
+    teacher_action = models.CharField(max_length=20, blank=True, null=True)
+    action_taken = models.CharField(max_length=20)
+    feedback = models.TextField(blank=True, null=True)
+    weight = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=10, blank=True)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="hint_unique_run_seq")]

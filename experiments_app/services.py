@@ -1,0 +1,364 @@
+"""Writes. Keyword-only ``<entity>_<verb>`` functions; each runs in one transaction and
+notifies the channel layer only after its transaction commits (write first, then notify), so
+a client that back-fills from the database never misses what it was told about."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from experiments_app.models import Experiment, Hint, Membership, Metric, Run, Team
+from experiments_app.selectors import run_state
+from workers.config import Mode
+from workers.events import Event, EventKind
+
+logger = logging.getLogger(__name__)
+
+METRIC_KINDS = {
+    EventKind.METRICS: Metric.Kind.METRICS,
+    EventKind.EVALUATION: Metric.Kind.EVALUATION,
+    EventKind.PROGRESS: Metric.Kind.PROGRESS,
+}
+CHARTED = ("mean_return", "success_rate", "teacher_accuracy", "guidance_coef", "fps")
+
+
+# --- teams and users ------------------------------------------------------------------------
+
+
+def team_member_add(*, team: Team, user: AbstractBaseUser, role: str = Membership.Role.MEMBER) -> Membership:
+    membership, _ = Membership.objects.update_or_create(team=team, user=user, defaults={"role": role})
+    return membership
+
+
+@transaction.atomic
+def user_create_with_team(*, username: str, password: str, team_name: str, admin: bool = True) -> AbstractBaseUser:
+    """A user who can log in, in the team ``team_name`` (created if new). Raises ValidationError
+    if the username is taken or the password fails the validators."""
+    from django.contrib.auth.password_validation import validate_password
+
+    User = get_user_model()
+    if User.objects.filter(username=username).exists():
+        raise ValidationError(f"user {username!r} already exists")
+    user = User(username=username)
+    validate_password(password, user)
+    user.set_password(password)
+    user.full_clean()
+    user.save()
+    team, _ = Team.objects.get_or_create(name=team_name)
+    team_member_add(team=team, user=user, role=Membership.Role.ADMIN if admin else Membership.Role.MEMBER)
+    return user
+
+
+# --- experiments and runs -------------------------------------------------------------------
+
+
+def run_out_dir(*, run: Run) -> Path:
+    """Where the run's checkpoints and summary live."""
+    return Path(settings.RUNS_DIR) / f"run-{run.pk}"
+
+
+def run_enqueue(*, run: Run) -> None:
+    """Queue the run's training task once the current transaction commits (a worker must find
+    the run when it starts)."""
+    from workers.tasks import train_run
+
+    task_id = str(uuid.uuid4())
+    Run.objects.filter(pk=run.pk).update(task_id=task_id)
+    run.task_id = task_id
+    run_id = run.pk
+    transaction.on_commit(lambda: train_run.apply_async(args=[run_id], task_id=task_id))
+
+
+@transaction.atomic
+def experiment_create(
+    *,
+    owner: AbstractBaseUser,
+    team: Team,
+    name: str,
+    env_id: str,
+    mode: str,
+    teacher_model: str,
+    hyperparameters: dict[str, Any],
+    seeds: Sequence[int],
+    description: str = "",
+    tags: Sequence[str] = (),
+    notes: str = "",
+) -> Experiment:
+    """The experiment and one queued run per seed. Raises PermissionDenied unless ``owner`` is
+    in ``team``, ValidationError for an invalid configuration."""
+    if not Membership.objects.filter(team=team, user=owner).exists():
+        raise PermissionDenied("you are not a member of this team")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValidationError({"seeds": "give at least one seed, each once"})
+    experiment = Experiment(
+        owner=owner,
+        team=team,
+        name=name,
+        description=description,
+        env_id=env_id,
+        mode=mode,
+        teacher_model=teacher_model if Mode(mode).uses_llm else "",
+        hyperparameters=hyperparameters,
+        tags=list(tags),
+        notes=notes,
+    )
+    experiment.full_clean()
+    experiment.save()
+    total = int(hyperparameters["total_timesteps"])
+    for seed in seeds:
+        run = Run.objects.create(experiment=experiment, seed=seed, total_timesteps=total)
+        run_enqueue(run=run)
+    return experiment
+
+
+@transaction.atomic
+def run_request_stop(*, run: Run) -> Run:
+    """Ask the run to stop. A queued or interrupted run is cancelled at once; a running one
+    stops at its next rollout boundary (it reads ``stop_requested``) and saves a checkpoint."""
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.is_final:
+        return run
+    run.stop_requested = True
+    fields = ["stop_requested"]
+    if run.status in (Run.Status.QUEUED, Run.Status.INTERRUPTED):
+        run.status = Run.Status.CANCELLED
+        run.finished_at = timezone.now()
+        fields += ["status", "finished_at"]
+    run.save(update_fields=fields)
+    _notify_after_commit(run)
+    return run
+
+
+@transaction.atomic
+def run_resume(*, run: Run) -> Run:
+    """Queue an interrupted or failed run again; the task continues from its checkpoint if it
+    has one. Raises ValidationError for a run in any other state."""
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.status not in (Run.Status.INTERRUPTED, Run.Status.FAILED):
+        raise ValidationError(f"a {run.status} run cannot be resumed")
+    run.status = Run.Status.QUEUED
+    run.error = ""
+    run.finished_at = None
+    run.save(update_fields=["status", "error", "finished_at"])
+    run_enqueue(run=run)
+    _notify_after_commit(run)
+    return run
+
+
+def _stale_before(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.STALE_AFTER_S)
+
+
+@transaction.atomic
+def run_claim(*, run_id: int, worker_host: str, task_id: str) -> Run | None:
+    """Mark the run running on this worker and return it, or return None when it must not run
+    here: already running elsewhere with a fresh heartbeat (a redelivered task), finished,
+    cancelled, or gone. Atomic, so two deliveries of one task never both win."""
+    now = timezone.now()
+    claimable = (
+        Q(status__in=[Run.Status.QUEUED, Run.Status.INTERRUPTED])
+        | Q(status=Run.Status.RUNNING, heartbeat_at__lt=_stale_before(now))
+    )
+    won = (
+        Run.objects.filter(claimable, pk=run_id, stop_requested=False)
+        .update(status=Run.Status.RUNNING, worker_host=worker_host[:200], task_id=task_id, heartbeat_at=now, error="")
+    )
+    if not won:
+        return None
+    Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
+    run = Run.objects.select_related("experiment").get(pk=run_id)
+    _notify_after_commit(run)
+    return run
+
+
+@transaction.atomic
+def run_discard_events(*, run: Run) -> None:
+    """Forget what an attempt without a checkpoint recorded, before training starts over."""
+    Metric.objects.filter(run=run).delete()
+    Hint.objects.filter(run=run).delete()
+    Run.objects.filter(pk=run.pk).update(last_seq=0, timesteps=0, fps=None, eta_s=None, teacher_fault="", summary=None)
+    run.last_seq = 0
+
+
+def run_heartbeat(*, run_id: int) -> None:
+    Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+
+
+@transaction.atomic
+def run_fail(*, run_id: int, error: str) -> None:
+    """Record a failure the engine could not report itself; a run already final keeps its status."""
+    run = Run.objects.select_for_update().get(pk=run_id)
+    if run.is_final:
+        return
+    run.status = Run.Status.FAILED
+    run.error = error
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "finished_at"])
+    _notify_after_commit(run)
+
+
+def run_mark_interrupted(*, worker_host: str | None = None, now: datetime | None = None) -> list[int]:
+    """Mark interrupted (resumable) and return the ids of the runs that lost their worker:
+    running runs whose heartbeat is older than STALE_AFTER_S, or, given ``worker_host``, every
+    running run of that worker (which has just started, so it runs none of them)."""
+    now = now or timezone.now()
+    lost = Q(worker_host=worker_host) if worker_host else Q(heartbeat_at__lt=_stale_before(now))
+    with transaction.atomic():
+        ids = list(Run.objects.select_for_update().filter(lost, status=Run.Status.RUNNING).values_list("pk", flat=True))
+        Run.objects.filter(pk__in=ids).update(status=Run.Status.INTERRUPTED, error="the worker running it stopped")
+        for run in Run.objects.filter(pk__in=ids):
+            _notify_after_commit(run)
+    return ids
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def _run_updates(run: Run, events: Sequence[Event]) -> dict[str, Any]:
+    """Run fields that these events change, applied in seq order."""
+    updates: dict[str, Any] = {}
+    for event in events:
+        data = event.data
+        if event.kind == EventKind.RUN_STARTED:
+            updates["total_timesteps"] = int(data.get("config", {}).get("total_timesteps") or run.total_timesteps)
+        elif event.kind == EventKind.PROGRESS:
+            updates.update(
+                timesteps=int(data["timesteps"]),
+                total_timesteps=int(data["total_timesteps"]),
+                fps=data.get("fps"),
+                eta_s=data.get("eta_s"),
+            )
+        elif event.kind == EventKind.CHECKPOINT:
+            updates["checkpoint_path"] = str(data["path"])[:500]
+        elif event.kind == EventKind.TEACHER_FAULT:
+            updates["teacher_fault"] = str(data.get("error", ""))
+        elif event.kind == EventKind.RUN_FINISHED:
+            if data.get("status") == "succeeded":
+                status = Run.Status.SUCCEEDED
+            else:
+                # "stopped": by the user (cancelled) or by a worker shutting down (resumable).
+                status = Run.Status.CANCELLED if run.stop_requested else Run.Status.INTERRUPTED
+            summary = data.get("summary") or {}
+            updates.update(status=status, summary=summary, eta_s=None)
+            if "timesteps" in summary:
+                updates["timesteps"] = int(summary["timesteps"])
+            if status != Run.Status.INTERRUPTED:
+                updates["finished_at"] = timezone.now()
+        elif event.kind == EventKind.RUN_FAILED:
+            error = str(data.get("error", "failed"))
+            trace = data.get("traceback")
+            updates.update(status=Run.Status.FAILED, error=f"{error}\n\n{trace}" if trace else error, finished_at=timezone.now(), eta_s=None)
+    return updates
+
+
+def run_record_events(*, run_id: int, events: Sequence[Event]) -> None:
+    """Store a batch of a run's events (frames excluded: they are never stored) and update the
+    run from them in one transaction, then send the batch and the run's new state to the run's
+    group. Storing is idempotent per (run, seq): a batch written twice is stored once."""
+    stored = [e for e in events if e.kind != EventKind.FRAME]
+    if not stored:
+        return
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        metrics = [
+            Metric(
+                run=run,
+                seq=e.seq,
+                kind=METRIC_KINDS[e.kind],
+                timestep=e.timestep,
+                time=e.time,
+                data=e.data,
+                **{name: _number(e.data.get(name)) for name in CHARTED},
+            )
+            for e in stored
+            if e.kind in METRIC_KINDS
+        ]
+        hints = [
+            Hint(
+                run=run,
+                seq=e.seq,
+                timestep=e.timestep,
+                time=e.time,
+                situation=str(e.data.get("situation", "")),
+                situation_key=str(e.data.get("situation_key", ""))[:200],
+                distribution=e.data.get("distribution") or {},
+                teacher_action=e.data.get("teacher_action"),
+                action_taken=str(e.data.get("action_taken", "")),
+                feedback=e.data.get("feedback"),
+                weight=_number(e.data.get("weight")),
+                source=str(e.data.get("source", "")),
+            )
+            for e in stored
+            if e.kind == EventKind.HINT
+        ]
+        Metric.objects.bulk_create(metrics, ignore_conflicts=True)
+        Hint.objects.bulk_create(hints, ignore_conflicts=True)
+        updates = _run_updates(run, stored)
+        updates["last_seq"] = max(run.last_seq, max(e.seq for e in stored))
+        updates["heartbeat_at"] = timezone.now()
+        for name, value in updates.items():
+            setattr(run, name, value)
+        run.save(update_fields=list(updates))
+        message = {"type": "run.update", "events": [e.to_dict() for e in stored], "run": run_state(run=run)}
+        transaction.on_commit(lambda: _group_send(run.group_name, message))
+
+
+def run_frame_publish(*, run_id: int, event: Event) -> None:
+    """Send a live frame to the run's group; frames are not stored."""
+    _group_send(f"run-{run_id}", {"type": "run.frame", "event": event.to_dict()})
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _notify_after_commit(run: Run) -> None:
+    message = {"type": "run.update", "events": [], "run": run_state(run=run)}
+    transaction.on_commit(lambda: _group_send(run.group_name, message))
+
+
+_sender = threading.local()
+
+
+def _thread_event_loop() -> asyncio.AbstractEventLoop:
+    """This thread's own event loop, kept for its lifetime. channels_redis pools connections
+    per event loop; async_to_sync outside an async context makes a new loop, hence a new Redis
+    connection, per message: 6.5 ms a message against 0.6 ms on a kept loop (measured), which
+    matters for ~10 frames a second from the training thread."""
+    loop = getattr(_sender, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _sender.loop = asyncio.new_event_loop()
+    return loop
+
+
+def _group_send(group: str, message: dict[str, Any]) -> None:
+    """Best effort: the data is already stored, and a client that missed a message back-fills
+    it on reconnect, so a channel-layer outage must not fail training."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        if isinstance(layer, RedisChannelLayer):
+            _thread_event_loop().run_until_complete(layer.group_send(group, message))
+        else:
+            # The in-memory layer lives on the consumers' loop: send from there.
+            async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        logger.warning("channel layer send to %s failed", group, exc_info=True)

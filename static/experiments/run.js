@@ -1,0 +1,276 @@
+// The run page: charts, live rollout, hints and status, fed by the run's WebSocket.
+// Every text that comes from users or the LLM is set with textContent, never as HTML.
+(function () {
+  "use strict";
+
+  const runId = document.getElementById("run-script").dataset.runId;
+  let state = JSON.parse(document.getElementById("run-state").textContent);
+  let lastSeq = 0; // highest stored event applied; frames are not stored and do not count
+  let lastFrameSeq = 0;
+  let retryDelayMs = 1000;
+  let socket = null;
+
+  const $ = (id) => document.getElementById(id);
+
+  // --- charts ------------------------------------------------------------------------------
+
+  const CHARTS = [
+    { id: "chart-return", title: "Mean return", unit: [0, 1], traces: [
+      { name: "training (last 100 episodes)", kind: "metrics", field: "mean_return" },
+      { name: "evaluation (greedy)", kind: "evaluation", field: "mean_return" } ] },
+    { id: "chart-success", title: "Success rate", unit: [0, 1], traces: [
+      { name: "training", kind: "metrics", field: "success_rate" },
+      { name: "evaluation", kind: "evaluation", field: "success_rate" } ] },
+    { id: "chart-teacher", title: "Teacher accuracy (vs. BabyAI bot)", unit: [0, 1], traces: [
+      { name: "teacher accuracy", kind: "metrics", field: "teacher_accuracy" } ] },
+    { id: "chart-guidance", title: "Guidance coefficient", traces: [
+      { name: "guidance coef", kind: "metrics", field: "guidance_coef" } ] },
+    { id: "chart-fps", title: "Frames per second", traces: [
+      { name: "fps", kind: "progress", field: "fps" } ] },
+  ];
+
+  const plotly = window.Plotly;
+  for (const chart of CHARTS) {
+    const layout = {
+      title: { text: chart.title, font: { size: 14 } },
+      margin: { l: 45, r: 10, t: 35, b: 35 },
+      xaxis: { title: { text: "frames" } },
+      yaxis: chart.unit ? { range: [chart.unit[0] - 0.02, chart.unit[1] + 0.02] } : {},
+      legend: { orientation: "h", y: -0.25 },
+      height: 260,
+    };
+    const traces = chart.traces.map((t) => ({ x: [], y: [], name: t.name, mode: "lines+markers", marker: { size: 3 } }));
+    plotly.newPlot(chart.id, traces, layout, { displayModeBar: false, responsive: true });
+  }
+
+  function plotEvents(events) {
+    for (const chart of CHARTS) {
+      const xs = chart.traces.map(() => []);
+      const ys = chart.traces.map(() => []);
+      for (const e of events) {
+        chart.traces.forEach((t, i) => {
+          const value = e.kind === t.kind ? e.data[t.field] : undefined;
+          if (typeof value === "number") { xs[i].push(e.timestep); ys[i].push(value); }
+        });
+      }
+      const indices = chart.traces.map((_, i) => i).filter((i) => xs[i].length);
+      if (indices.length) {
+        plotly.extendTraces(chart.id, { x: indices.map((i) => xs[i]), y: indices.map((i) => ys[i]) }, indices);
+      }
+    }
+  }
+
+  // --- events ------------------------------------------------------------------------------
+
+  function applyEvents(events) {
+    const fresh = events.filter((e) => e.seq > lastSeq).sort((a, b) => a.seq - b.seq);
+    if (!fresh.length) return;
+    lastSeq = fresh[fresh.length - 1].seq;
+    plotEvents(fresh);
+    const hints = fresh.filter((e) => e.kind === "hint");
+    if (hints.length) showHint(hints[hints.length - 1]);
+  }
+
+  function showHint(event) {
+    const d = event.data;
+    $("hint-info").textContent = "at frame " + event.timestep + (d.source ? " · " + d.source : "");
+    $("situation").textContent = d.situation || "";
+    $("teacher-action").textContent = d.teacher_action || "(no guidance)";
+    $("action-taken").textContent = d.action_taken || "–";
+    $("feedback").textContent = d.feedback || "none yet";
+    const bars = $("distribution");
+    bars.replaceChildren();
+    const entries = Object.entries(d.distribution || {});
+    const best = entries.reduce((m, [, p]) => Math.max(m, p), 0);
+    for (const [action, p] of entries) {
+      const row = document.createElement("div");
+      row.className = "bar-row" + (p === best ? " best" : "");
+      const label = document.createElement("span");
+      label.className = "bar-label";
+      label.textContent = action;
+      const track = document.createElement("span");
+      track.className = "bar-track";
+      const fill = document.createElement("span");
+      fill.className = "bar-fill";
+      fill.style.width = (Math.max(0, Math.min(1, Number(p) || 0)) * 100).toFixed(1) + "%";
+      track.appendChild(fill);
+      const value = document.createElement("span");
+      value.className = "bar-value";
+      value.textContent = (Number(p) || 0).toFixed(3);
+      row.append(label, track, value);
+      bars.appendChild(row);
+    }
+  }
+
+  // --- live rollout ------------------------------------------------------------------------
+
+  // minigrid's encoding: object index, color index, state (doors: 0 open, 1 closed, 2 locked).
+  const COLORS = ["#ff0000", "#00c000", "#0050ff", "#7027c3", "#e0c000", "#646464"];
+  const OBJECT = { EMPTY: 1, WALL: 2, FLOOR: 3, DOOR: 4, KEY: 5, BALL: 6, BOX: 7, GOAL: 8, LAVA: 9 };
+
+  function drawFrame(event) {
+    if (event.seq <= lastFrameSeq) return;
+    lastFrameSeq = event.seq;
+    const d = event.data;
+    const canvas = $("rollout");
+    const ctx = canvas.getContext("2d");
+    const cell = Math.floor(Math.min(canvas.width / d.width, canvas.height / d.height));
+    ctx.fillStyle = "#111";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    for (let y = 0; y < d.height; y++) {
+      for (let x = 0; x < d.width; x++) {
+        const i = (y * d.width + x) * 3;
+        drawCell(ctx, x * cell, y * cell, cell, d.grid[i], d.grid[i + 1], d.grid[i + 2]);
+      }
+    }
+    ctx.strokeStyle = "#333";
+    for (let k = 0; k <= d.width; k++) { ctx.beginPath(); ctx.moveTo(k * cell, 0); ctx.lineTo(k * cell, d.height * cell); ctx.stroke(); }
+    for (let k = 0; k <= d.height; k++) { ctx.beginPath(); ctx.moveTo(0, k * cell); ctx.lineTo(d.width * cell, k * cell); ctx.stroke(); }
+    drawAgent(ctx, d.agent, cell);
+    $("mission").textContent = d.mission || "";
+    $("frame-info").textContent = "step " + d.episode_step + (d.action ? " · " + d.action : "") + (d.reward ? " · reward " + Number(d.reward).toFixed(2) : "");
+  }
+
+  function drawCell(ctx, px, py, size, object, color, stateIndex) {
+    const c = COLORS[color] || "#888";
+    const mid = size / 2;
+    switch (object) {
+      case OBJECT.WALL: ctx.fillStyle = "#646464"; ctx.fillRect(px, py, size, size); break;
+      case OBJECT.FLOOR: ctx.fillStyle = c; ctx.globalAlpha = 0.3; ctx.fillRect(px, py, size, size); ctx.globalAlpha = 1; break;
+      case OBJECT.GOAL: ctx.fillStyle = "#00c000"; ctx.fillRect(px + 1, py + 1, size - 2, size - 2); break;
+      case OBJECT.LAVA: ctx.fillStyle = "#ff8000"; ctx.fillRect(px + 1, py + 1, size - 2, size - 2); break;
+      case OBJECT.BALL:
+        ctx.fillStyle = c; ctx.beginPath(); ctx.arc(px + mid, py + mid, size * 0.32, 0, 2 * Math.PI); ctx.fill(); break;
+      case OBJECT.BOX:
+        ctx.strokeStyle = c; ctx.lineWidth = Math.max(2, size / 12);
+        ctx.strokeRect(px + size * 0.15, py + size * 0.15, size * 0.7, size * 0.7); ctx.lineWidth = 1; break;
+      case OBJECT.KEY:
+        ctx.fillStyle = c;
+        ctx.beginPath(); ctx.arc(px + mid, py + size * 0.3, size * 0.15, 0, 2 * Math.PI); ctx.fill();
+        ctx.fillRect(px + mid - size * 0.05, py + size * 0.4, size * 0.1, size * 0.45);
+        ctx.fillRect(px + mid, py + size * 0.7, size * 0.15, size * 0.07); break;
+      case OBJECT.DOOR:
+        ctx.strokeStyle = c; ctx.lineWidth = Math.max(2, size / 12);
+        if (stateIndex === 0) { // open: only the frame
+          ctx.strokeRect(px + 2, py + 2, size - 4, size - 4);
+        } else {
+          ctx.fillStyle = c; ctx.globalAlpha = stateIndex === 2 ? 0.8 : 0.35;
+          ctx.fillRect(px + 2, py + 2, size - 4, size - 4); ctx.globalAlpha = 1;
+          ctx.strokeRect(px + 2, py + 2, size - 4, size - 4);
+        }
+        ctx.lineWidth = 1; break;
+      default: break; // empty or unseen
+    }
+  }
+
+  function drawAgent(ctx, agent, size) {
+    if (!agent) return;
+    const [x, y, dir] = agent;
+    const cx = x * size + size / 2, cy = y * size + size / 2, r = size * 0.38;
+    const angle = [0, Math.PI / 2, Math.PI, -Math.PI / 2][dir] || 0; // 0 right, 1 down, 2 left, 3 up
+    ctx.save();
+    ctx.translate(cx, cy);
+    ctx.rotate(angle);
+    ctx.fillStyle = "#ff3030";
+    ctx.beginPath(); ctx.moveTo(r, 0); ctx.lineTo(-r * 0.8, -r * 0.75); ctx.lineTo(-r * 0.8, r * 0.75); ctx.closePath(); ctx.fill();
+    ctx.restore();
+  }
+
+  // --- run state ---------------------------------------------------------------------------
+
+  function formatDuration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    const s = Math.max(0, Math.round(seconds));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    return h ? h + "h " + String(m).padStart(2, "0") + "m" : m ? m + "m " + String(r).padStart(2, "0") + "s" : r + "s";
+  }
+
+  const SUMMARY_FIELDS = [
+    ["final_eval_return", "final eval return"], ["final_eval_success", "final eval success"],
+    ["frames_to_0_9", "frames to return 0.9"], ["teacher_accuracy_start", "teacher accuracy at start"],
+    ["teacher_accuracy_end", "teacher accuracy at end"], ["llm_calls", "LLM calls"], ["wall_s", "wall time (s)"], ["fps", "fps"],
+  ];
+
+  function showState(run) {
+    state = run;
+    const status = $("status");
+    status.textContent = run.status + (run.stop_requested && !run.final ? " (stopping)" : "");
+    status.className = "status status-" + run.status;
+    const total = run.total_timesteps || 0;
+    $("progress").value = total ? Math.min(1, run.timesteps / total) : 0;
+    $("progress-text").textContent = run.timesteps + " / " + total + " frames";
+    $("fps").textContent = run.fps ? run.fps.toFixed(0) + " fps" : "";
+    $("eta").textContent = run.status === "running" && run.eta_s !== null ? "ETA " + formatDuration(run.eta_s) : "";
+    $("stop-button").disabled = run.final || run.stop_requested;
+    $("resume-form").hidden = !(run.status === "interrupted" || run.status === "failed");
+    const fault = $("teacher-fault");
+    fault.hidden = !run.teacher_fault;
+    fault.textContent = run.teacher_fault ? "The teacher failed and training went on without it: " + run.teacher_fault : "";
+    const error = $("error");
+    error.hidden = !run.error;
+    error.textContent = run.error || "";
+    const summary = $("summary");
+    summary.replaceChildren();
+    summary.hidden = !run.summary;
+    if (run.summary) {
+      for (const [key, label] of SUMMARY_FIELDS) {
+        const dt = document.createElement("dt");
+        dt.textContent = label;
+        const dd = document.createElement("dd");
+        const value = run.summary[key];
+        dd.textContent = value === null || value === undefined ? "–" : typeof value === "number" && !Number.isInteger(value) ? value.toFixed(3) : String(value);
+        summary.append(dt, dd);
+      }
+    }
+  }
+
+  // --- socket ------------------------------------------------------------------------------
+
+  function setConnection(text, cls) {
+    const el = $("connection");
+    el.textContent = text;
+    el.className = "connection " + (cls || "");
+  }
+
+  function connect() {
+    const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + window.location.host + "/ws/runs/" + runId + "/");
+    socket.addEventListener("open", () => {
+      retryDelayMs = 1000;
+      setConnection("live", "ok");
+      socket.send(JSON.stringify({ type: "backfill", last_seq: lastSeq }));
+    });
+    socket.addEventListener("message", (msg) => {
+      const message = JSON.parse(msg.data);
+      if (message.type === "events") applyEvents(message.events);
+      else if (message.type === "run") showState(message.run);
+      else if (message.type === "frame") drawFrame(message.event);
+    });
+    socket.addEventListener("close", (e) => {
+      if (e.code === 4401 || e.code === 4403) {
+        setConnection(e.code === 4401 ? "logged out: reload the page" : "not allowed", "bad");
+        return;
+      }
+      setConnection("reconnecting…", "bad");
+      window.setTimeout(connect, retryDelayMs);
+      retryDelayMs = Math.min(retryDelayMs * 2, 15000);
+    });
+  }
+
+  // Stop without leaving the page; the form still works without JavaScript.
+  $("stop-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    $("stop-button").disabled = true;
+    fetch(form.action, {
+      method: "POST",
+      headers: { "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value, Accept: "application/json" },
+      credentials: "same-origin",
+    }).then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
+      .then((body) => showState(body.run))
+      .catch(() => { $("stop-button").disabled = false; });
+  });
+
+  showState(state);
+  connect();
+})();

@@ -1,0 +1,57 @@
+"""Builders shared by the web tests: users, hyperparameters and real engine Events."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+
+from experiments_app import services
+from experiments_app.hyperparameters import hyperparameter_defaults
+from experiments_app.models import Membership, Team
+from workers.events import Event, EventKind
+
+PASSWORD = "a-long-test-password-42"
+
+
+def make_user(username: str, team: Team | None, role: str = Membership.Role.MEMBER):
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD)
+    if team is not None:
+        services.team_member_add(team=team, user=user, role=role)
+    return user
+
+
+def small_hyperparameters(**overrides) -> dict:
+    return {**hyperparameter_defaults(), "total_timesteps": 2048, "n_envs": 2, "n_steps": 64, **overrides}
+
+
+def event(seq: int, kind: EventKind, timestep: int = 0, **data) -> Event:
+    return Event(seq=seq, kind=kind, timestep=timestep, time=1_700_000_000.0 + seq, data=data)
+
+
+def metrics_data(mean_return: float = 0.5, **overrides) -> dict:
+    return {
+        "mean_return": mean_return, "success_rate": 0.6, "mean_length": 30.0, "episodes": 10,
+        "policy_loss": 0.1, "value_loss": 0.2, "entropy": 1.0, "approx_kl": 0.01, "clip_fraction": 0.1,
+        "guidance_loss": 0.3, "guidance_coef": 0.8, "teacher_accuracy": 0.4, "cache_hit_rate": 0.9,
+        "llm_calls": 12, "llm_latency_ms": 30.0, "feedback_situations": 2, **overrides,
+    }
+
+
+def hint_data(**overrides) -> dict:
+    return {
+        "situation": "You see a red ball <b>ahead</b>.", "situation_key": "ball-ahead",
+        "distribution": {"left": 0.1, "right": 0.1, "forward": 0.8}, "teacher_action": "forward",
+        "action_taken": "left", "feedback": "Going forward worked better here.", "weight": 1.0, "source": "llm",
+        **overrides,
+    }
+
+
+def frame_data() -> dict:
+    width = height = 3
+    grid = [2, 5, 0] * (width * height)
+    grid[4 * 3 : 4 * 3 + 3] = [6, 0, 0]
+    return {"width": width, "height": height, "grid": grid, "agent": [1, 1, 0], "mission": "go to the red ball",
+            "episode_step": 3, "action": "forward", "reward": 0.0}
+
+
+def progress_data(timesteps: int, total: int = 2048) -> dict:
+    return {"timesteps": timesteps, "total_timesteps": total, "fps": 250.0, "elapsed_s": 2.0, "eta_s": 5.0}

@@ -1,0 +1,145 @@
+"""End to end in headless Chromium against `scripts/run_local.py` (what `make run` starts):
+Redis, daphne and a Celery worker on a temporary SQLite database. Logs in, launches a tiny
+real run through the form, watches it live, stops another, and checks that Ctrl-C stops
+every child. Skipped where Chromium is not installed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.web.helpers import PASSWORD
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """(base URL, launcher process, its log path) of a running `run_local.py`."""
+    tmp = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY"}},
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "BIDIR_RUNS_DIR": str(tmp / "runs"),
+        "PORT": str(port),
+        "DEBUG": "1",
+    }
+    launcher = [sys.executable, str(ROOT / "scripts" / "run_local.py")]
+    subprocess.run([*launcher, "user", "tester", "--team", "Testers", "--password-stdin"],
+                   input=PASSWORD + "\n", text=True, env=env, check=True, cwd=ROOT, capture_output=True)
+    log = tmp / "launcher.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(launcher, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while "bidir dashboard:" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.3)
+    yield f"http://127.0.0.1:{port}", process, log
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=90)
+
+
+@pytest.fixture(scope="module")
+def page(stack):
+    from playwright.sync_api import sync_playwright
+
+    base, _, _ = stack
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page()
+        page.errors = []
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+        page.goto(base + "/")
+        page.fill("#id_username", "tester")
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(base + "/")
+        yield page
+        browser.close()
+
+
+def launch(page, base: str, name: str, total_timesteps: int) -> None:
+    page.goto(base + "/experiments/new/")
+    page.fill("#id_name", name)
+    page.select_option("#id_mode", "ppo")
+    page.fill("#id_seeds", "0")
+    for field, value in {"total_timesteps": total_timesteps, "n_envs": 2, "n_steps": 64, "batch_size": 64,
+                         "n_epochs": 1, "eval_interval": 0, "eval_episodes": 2, "policy": None}.items():
+        if value is not None:
+            page.fill(f"#id_hp_{field}", str(value))
+    page.select_option("#id_hp_policy", "mlp")
+    page.click("form.launch button[type=submit]")
+    page.wait_for_url("**/runs/*/")
+
+
+def test_healthz_is_green(stack, page):
+    base, _, _ = stack
+    body = page.request.get(base + "/healthz").json()
+    assert body["ok"], body
+
+
+def test_a_launched_run_is_watched_live_to_the_end(stack, page):
+    base, _, _ = stack
+    launch(page, base, '<img src=x onerror="window.pwned=1">', 1024)
+    page.wait_for_function("document.getElementById('connection').textContent === 'live'", timeout=15000)
+    page.wait_for_function("document.getElementById('status').textContent === 'succeeded'", timeout=120000)
+    assert page.text_content("h1").startswith('<img src=x onerror="window.pwned=1">'), "names are shown as text"
+    assert page.evaluate("window.pwned") is None
+    points = page.evaluate("document.getElementById('chart-return').data.map(t => t.x.length)")
+    assert points[0] >= 4 and points[1] >= 1, "training and evaluation returns are charted"
+    assert page.evaluate("document.getElementById('chart-fps').data[0].x.length") >= 4
+    assert page.text_content("#progress-text") == "1024 / 1024 frames"
+    assert page.is_disabled("#stop-button") and page.is_visible("#summary")
+    # The rollout canvas was drawn from frames: its pixels are not all background.
+    painted = page.evaluate("""(() => { const c = document.getElementById('rollout');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 90) n++; return n; })()""")
+    assert painted > 100
+    page.reload()
+    page.wait_for_function("document.getElementById('chart-return').data[0].x.length >= 4", timeout=15000)
+    assert page.errors == []
+
+
+def test_stop_button_cancels_a_running_run(stack, page):
+    base, _, _ = stack
+    launch(page, base, "to be stopped", 2_000_000)
+    page.wait_for_function("document.getElementById('status').textContent === 'running'", timeout=60000)
+    page.click("#stop-button")
+    page.wait_for_function("document.getElementById('status').textContent === 'cancelled'", timeout=60000)
+    assert page.is_disabled("#stop-button")
+
+
+def test_ctrl_c_stops_every_child(stack, page):
+    _, process, log = stack
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 3, "redis, worker and web server"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=90) == 0, log.read_text()[-3000:]
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

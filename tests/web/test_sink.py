@@ -1,0 +1,186 @@
+"""DatabaseSink and run_record_events, fed real engine Events: what is stored, how the run
+changes, what reaches the channel layer, and back-fill by seq."""
+
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from experiments_app import selectors, services
+from experiments_app.models import Hint, Metric, Run
+from experiments_app.sink import DatabaseSink
+from tests.web.helpers import event, frame_data, hint_data, metrics_data, progress_data
+from workers.events import EventKind
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_channel_layer")]
+
+
+class GroupListener:
+    """A channel in the run's group, read synchronously."""
+
+    def __init__(self, run: Run):
+        self.layer = get_channel_layer()
+        self.channel = async_to_sync(self.layer.new_channel)()
+        async_to_sync(self.layer.group_add)(run.group_name, self.channel)
+
+    def receive_all(self) -> list[dict]:
+        async def drain():
+            import asyncio
+
+            messages = []
+            while True:
+                try:
+                    messages.append(await asyncio.wait_for(self.layer.receive(self.channel), timeout=0.05))
+                except asyncio.TimeoutError:
+                    return messages
+
+        return async_to_sync(drain)()
+
+
+def a_run_of_events(run_id_total: int = 2048):
+    return [
+        event(1, EventKind.RUN_STARTED, config={"total_timesteps": run_id_total}, env_id="x", mode="ppo",
+              actions=["left", "right", "forward"], teacher=None, resumed=False, start_timestep=0),
+        event(2, EventKind.HINT, 10, **hint_data()),
+        event(3, EventKind.FRAME, 12, **frame_data()),
+        event(4, EventKind.METRICS, 128, **metrics_data(0.25)),
+        event(5, EventKind.PROGRESS, 128, **progress_data(128)),
+        event(6, EventKind.EVALUATION, 128, mean_return=0.5, success_rate=0.6, mean_length=20.0, episodes=5),
+        event(7, EventKind.CHECKPOINT, 128, path="/tmp/ckpt", timesteps=128),
+        event(8, EventKind.METRICS, 256, **metrics_data(0.75)),
+        event(9, EventKind.PROGRESS, 256, **progress_data(256)),
+    ]
+
+
+def test_events_become_rows_and_run_fields(run):
+    services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
+    sink = DatabaseSink(run.pk, heartbeat_s=None)
+    for e in a_run_of_events():
+        sink.emit(e)
+    sink.close()
+    metrics = list(Metric.objects.filter(run=run).order_by("seq"))
+    assert [(m.seq, m.kind) for m in metrics] == [
+        (4, "metrics"), (5, "progress"), (6, "evaluation"), (8, "metrics"), (9, "progress")]
+    assert metrics[0].mean_return == 0.25 and metrics[0].teacher_accuracy == 0.4 and metrics[0].guidance_coef == 0.8
+    assert metrics[1].fps == 250.0 and metrics[0].data["episodes"] == 10
+    hint = Hint.objects.get(run=run)
+    assert hint.seq == 2 and hint.distribution["forward"] == 0.8 and hint.situation == hint_data()["situation"]
+    run.refresh_from_db()
+    assert run.last_seq == 9 and run.timesteps == 256 and run.fps == 250.0 and run.eta_s == 5.0
+    assert run.checkpoint_path == "/tmp/ckpt" and run.heartbeat_at is not None
+    assert run.status == Run.Status.RUNNING
+
+
+def test_frames_are_never_stored_but_reach_the_group_rate_limited(run):
+    listener = GroupListener(run)
+    sink = DatabaseSink(run.pk, heartbeat_s=None, frame_interval_s=60)
+    sink.emit(event(1, EventKind.FRAME, **frame_data()))
+    sink.emit(event(2, EventKind.FRAME, **frame_data()))
+    sink.close()
+    messages = listener.receive_all()
+    assert [m["type"] for m in messages] == ["run.frame"]
+    assert messages[0]["event"]["data"]["grid"] == frame_data()["grid"]
+    run.refresh_from_db()
+    assert run.last_seq == 0 and not Metric.objects.exists()
+
+
+def test_writes_are_batched_until_the_interval_or_an_urgent_event(run):
+    listener = GroupListener(run)
+    sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=3600)
+    sink.emit(event(1, EventKind.METRICS, 128, **metrics_data()))
+    sink.emit(event(2, EventKind.PROGRESS, 128, **progress_data(128)))
+    assert not Metric.objects.exists() and listener.receive_all() == []
+    sink.emit(event(3, EventKind.CHECKPOINT, 128, path="/tmp/c", timesteps=128))
+    assert Metric.objects.count() == 2
+    messages = listener.receive_all()
+    assert len(messages) == 1, "one batch, one message"
+    assert [e["seq"] for e in messages[0]["events"]] == [1, 2, 3]
+    assert messages[0]["run"]["last_seq"] == 3 and messages[0]["run"]["timesteps"] == 128
+
+
+def test_a_full_batch_is_written_without_waiting(run):
+    sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=3600, max_batch=3)
+    for seq in (1, 2, 3):
+        sink.emit(event(seq, EventKind.PROGRESS, seq, **progress_data(seq)))
+    assert Metric.objects.count() == 3
+
+
+def test_run_finished_makes_the_run_final_with_its_summary(run):
+    services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
+    sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=3600)
+    summary = {"timesteps": 2048, "final_eval_return": 0.9}
+    sink.emit(event(1, EventKind.RUN_FINISHED, 2048, status="succeeded", summary=summary))
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED and run.summary == summary and run.finished_at and run.timesteps == 2048
+
+
+def test_a_stopped_run_is_cancelled_if_asked_and_interrupted_otherwise(experiment):
+    asked, not_asked = experiment.runs.order_by("seed")
+    for run in (asked, not_asked):
+        services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
+    services.run_request_stop(run=asked)
+    for run in (asked, not_asked):
+        services.run_record_events(run_id=run.pk, events=[event(1, EventKind.RUN_FINISHED, 10, status="stopped", summary={})])
+    asked.refresh_from_db()
+    not_asked.refresh_from_db()
+    assert asked.status == Run.Status.CANCELLED
+    assert not_asked.status == Run.Status.INTERRUPTED and not_asked.finished_at is None
+
+
+def test_run_failed_and_teacher_fault_are_recorded(run):
+    services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
+    services.run_record_events(run_id=run.pk, events=[
+        event(1, EventKind.TEACHER_FAULT, 5, error="llama hung", fallback="student-only"),
+        event(2, EventKind.RUN_FAILED, 5, error="ValueError: boom", traceback="Traceback ..."),
+    ])
+    run.refresh_from_db()
+    assert run.teacher_fault == "llama hung"
+    assert run.status == Run.Status.FAILED and run.error.startswith("ValueError: boom") and "Traceback" in run.error
+
+
+def test_recording_a_batch_twice_stores_it_once(run):
+    batch = a_run_of_events()
+    services.run_record_events(run_id=run.pk, events=batch)
+    services.run_record_events(run_id=run.pk, events=batch)
+    assert Metric.objects.filter(run=run).count() == 5 and Hint.objects.filter(run=run).count() == 1
+
+
+def test_backfill_returns_stored_events_after_a_seq_in_order(run):
+    services.run_record_events(run_id=run.pk, events=a_run_of_events())
+    everything = selectors.run_events_since(run_id=run.pk, after_seq=0)
+    assert [e["seq"] for e in everything] == [2, 4, 5, 6, 8, 9]
+    assert everything[0]["kind"] == "hint" and everything[0]["data"]["teacher_action"] == "forward"
+    assert everything[1] == {"seq": 4, "kind": "metrics", "timestep": 128, "time": 1_700_000_004.0,
+                             "data": metrics_data(0.25)}
+    assert [e["seq"] for e in selectors.run_events_since(run_id=run.pk, after_seq=5)] == [6, 8, 9]
+    assert selectors.run_events_since(run_id=run.pk, after_seq=9) == []
+
+
+def test_backfill_sends_only_the_latest_hints(run):
+    hints = [event(seq, EventKind.HINT, seq, **hint_data()) for seq in range(1, 31)]
+    services.run_record_events(run_id=run.pk, events=hints)
+    seqs = [e["seq"] for e in selectors.run_events_since(run_id=run.pk, after_seq=0, hint_limit=5)]
+    assert seqs == [26, 27, 28, 29, 30]
+
+
+def test_should_stop_reads_the_flag_at_most_every_poll_interval(run, django_assert_max_num_queries):
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING)
+    sink = DatabaseSink(run.pk, heartbeat_s=None, stop_poll_s=3600)
+    assert sink.should_stop() is False
+    services.run_request_stop(run=run)
+    with django_assert_max_num_queries(0):
+        assert sink.should_stop() is False, "not asked again within the poll interval"
+    sink.stop_poll_s = 0
+    assert sink.should_stop() is True
+
+
+def test_heartbeat_thread_refreshes_a_running_run(run):
+    services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
+    first = Run.objects.get(pk=run.pk).heartbeat_at
+    sink = DatabaseSink(run.pk, heartbeat_s=0.05)
+    deadline = time.monotonic() + 5
+    while Run.objects.get(pk=run.pk).heartbeat_at == first and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sink.close()
+    assert Run.objects.get(pk=run.pk).heartbeat_at > first
