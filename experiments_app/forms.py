@@ -5,6 +5,7 @@ range ``experiments_app.hyperparameters`` allows and the RunConfig docstring as 
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from typing import Any
 
 from django import forms
@@ -12,8 +13,8 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from experiments_app.hyperparameters import CHOICES, RANGES, hyperparameter_fields, hyperparameters_validate
-from experiments_app.models import Experiment
-from experiments_app.selectors import team_list
+from experiments_app.models import Experiment, Run
+from experiments_app.selectors import COMPARABLE, ListFilters, team_list
 from workers.config import DEFAULT_ENV, Mode
 
 HP_PREFIX = "hp_"
@@ -102,8 +103,9 @@ def _hyperparameter_field(kind: type, default: Any, help_text: str, name: str) -
 
 
 class LaunchForm(forms.Form):
-    """One experiment and its seeds. ``cleaned_data`` holds the arguments of
-    ``services.experiment_create`` (except ``owner``)."""
+    """One experiment and its seeds; ``experiment_arguments()`` gives what
+    ``services.experiment_create`` needs besides ``owner``. The web form and the ``launch``
+    command both validate with it."""
 
     name = forms.CharField(max_length=200)
     team = forms.ModelChoiceField(queryset=None, empty_label=None)
@@ -143,6 +145,11 @@ class LaunchForm(forms.Form):
         }
         initial.update({HP_PREFIX + name: value for name, value in experiment.hyperparameters.items()})
         return initial
+
+    def experiment_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of ``services.experiment_create``, but ``owner``."""
+        names = ("team", "name", "description", "env_id", "mode", "teacher_model", "hyperparameters", "seeds", "tags", "notes")
+        return {name: self.cleaned_data[name] for name in names}
 
     def hyperparameter_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name.startswith(HP_PREFIX)]
@@ -186,3 +193,83 @@ def _bot_can_play(env_id: str) -> bool:
         return env.expert_action is not None
     finally:
         env.close()
+
+
+# --- query strings ----------------------------------------------------------------------------
+
+
+MAX_IDS = 1000
+"""Bounds the SQL IN list a query string can ask for."""
+
+
+class IdListField(forms.Field):
+    """Ids given as repeated parameters (``?runs=1&runs=2``, as checkboxes send them), comma
+    lists (``?runs=1,2``) or both; cleans to a list of distinct ints in order."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> list[int]:
+        parts = [p.strip() for raw in (value or []) for p in str(raw).split(",") if p.strip()]
+        ids: list[int] = []
+        for part in parts:
+            if not part.isdigit() or len(part) > 18:
+                raise forms.ValidationError(f"{part[:20]!r} is not an id")
+            ids.append(int(part))
+        if len(ids) > MAX_IDS:
+            raise forms.ValidationError(f"at most {MAX_IDS} ids")
+        return list(dict.fromkeys(ids))
+
+
+def _choices(values: Any) -> list[tuple[str, str]]:
+    return [("", "any")] + [(str(v), str(v)) for v in values]
+
+
+class ListQueryForm(forms.Form):
+    """The runs and experiments lists' query string (also the API's): search, filters, sort,
+    page. ``filters()`` gives them to the selectors."""
+
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    status = forms.ChoiceField(required=False, choices=_choices(Run.Status.values))
+    level = forms.CharField(required=False, max_length=100)
+    mode = forms.ChoiceField(required=False, choices=_choices(m.value for m in Mode))
+    tag = forms.CharField(required=False, max_length=MAX_TAG_LENGTH)
+    owner = forms.CharField(required=False, max_length=150)
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("-created", "newest"), ("created", "oldest"), ("name", "name A→Z"), ("-name", "name Z→A"),
+            ("-final_return", "final return, best"), ("final_return", "final return, worst"),
+        ],
+    )
+    page = forms.IntegerField(required=False, min_value=1)
+
+    def filters(self) -> ListFilters:
+        names = {f.name for f in fields(ListFilters)}
+        return ListFilters(**{k: v for k, v in self.cleaned_data.items() if k in names and v})
+
+
+class CompareQueryForm(forms.Form):
+    """The compare page's query string, which reproduces the view."""
+
+    runs = IdListField(required=False)
+    experiments = IdListField(required=False)
+    metric = forms.ChoiceField(required=False, choices=[(m, m) for m in COMPARABLE])
+    smoothing = forms.FloatField(required=False, min_value=0.0, max_value=0.99)
+    format = forms.ChoiceField(required=False, choices=[(f, f) for f in ("html", "json", "csv", "summary-csv")])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        data["metric"] = data.get("metric") or COMPARABLE[0]
+        data["smoothing"] = data.get("smoothing") or 0.0
+        data["format"] = data.get("format") or "html"
+        return data
+
+
+class ExperimentNotesForm(forms.Form):
+    """What any team member may change on an experiment."""
+
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    tags = forms.CharField(required=False, help_text="Comma-separated.")
+
+    def clean_tags(self) -> list[str]:
+        return parse_tags(self.cleaned_data["tags"])

@@ -38,8 +38,8 @@ class Membership(models.Model):
 
 
 class Experiment(models.Model):
-    """What to train: level, mode, teacher and hyperparameters. Immutable once launched; to
-    change something, clone it."""
+    """What to train: level, mode, teacher and hyperparameters. Immutable once launched but
+    for its notes and tags (services.experiment_update_notes); to change the rest, clone it."""
 
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -55,7 +55,13 @@ class Experiment(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
-        indexes = [models.Index(fields=["team", "-created"], name="experiment_team_created")]
+        indexes = [
+            models.Index(fields=["team", "-created"], name="experiment_team_created"),
+            # The list's filters and sorts, each within the user's teams.
+            models.Index(fields=["team", "name"], name="experiment_team_name"),
+            models.Index(fields=["team", "mode"], name="experiment_team_mode"),
+            models.Index(fields=["team", "env_id"], name="experiment_team_env"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -102,6 +108,9 @@ class Run(models.Model):
     teacher_fault = models.TextField(blank=True, help_text="Why the teacher was dropped mid-run, if it was.")
     error = models.TextField(blank=True)
     last_seq = models.BigIntegerField(default=0)
+    final_eval_return = models.FloatField(
+        null=True, blank=True, help_text="The summary's final_eval_return, as a column: lists sort by it."
+    )
     stop_requested = models.BooleanField(default=False)
 
     class Meta:
@@ -110,6 +119,10 @@ class Run(models.Model):
         indexes = [
             # run_mark_interrupted: running runs by heartbeat age.
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+            # The runs list's sorts, and the experiments list's status filter (EXISTS per experiment).
+            models.Index(fields=["-created"], name="run_created"),
+            models.Index(fields=["final_eval_return"], name="run_final_return"),
+            models.Index(fields=["experiment", "status"], name="run_experiment_status"),
         ]
 
     def __str__(self) -> str:
@@ -153,7 +166,9 @@ class Metric(models.Model):
     class Meta:
         ordering = ["run", "seq"]
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="metric_unique_run_seq")]
-        # The unique constraint's index serves the back-fill (run, seq > n).
+        # The unique constraint's index serves the back-fill (run, seq > n); this one the
+        # compare page's and the API's reads of one kind (run, kind, seq > n).
+        indexes = [models.Index(fields=["run", "kind", "seq"], name="metric_run_kind_seq")]
 
 
 class Hint(models.Model):

@@ -3,12 +3,17 @@ experiments and runs of the teams they belong to, and nothing else."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Prefetch, QuerySet
+from django.db import connection
+from django.db.models import Avg, Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
-from experiments_app.models import Experiment, Hint, Metric, Run, Team
+from experiments_app.models import Experiment, Hint, Membership, Metric, Run, Team
 
 BACKFILL_HINTS = 20
 """Back-fill sends only the latest hints: the page shows the current one and a short history."""
@@ -31,13 +36,159 @@ def experiment_get(*, user: AbstractBaseUser, experiment_id: int) -> Experiment 
     return experiment_list(user=user).filter(pk=experiment_id).first()
 
 
+def run_list(*, user: AbstractBaseUser) -> QuerySet[Run]:
+    """The user's teams' runs, with their experiment, its team and owner."""
+    return Run.objects.filter(experiment__team__memberships__user=user).select_related(
+        "experiment", "experiment__team", "experiment__owner"
+    )
+
+
 def run_get(*, user: AbstractBaseUser, run_id: int) -> Run | None:
     """The run if one of the user's teams owns it, else None (whether or not it exists)."""
-    return (
-        Run.objects.filter(pk=run_id, experiment__team__memberships__user=user)
-        .select_related("experiment", "experiment__team", "experiment__owner")
-        .first()
+    return run_list(user=user).filter(pk=run_id).first()
+
+
+def user_can_manage(*, user: AbstractBaseUser, experiment: Experiment) -> bool:
+    """Whether the user may stop or delete the experiment's runs: its owner or an admin of
+    its team."""
+    if experiment.owner_id == user.pk:
+        return True
+    return Membership.objects.filter(team_id=experiment.team_id, user=user, role=Membership.Role.ADMIN).exists()
+
+
+# --- lists: search, filters, sorting ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """What the runs and experiments lists (and the API) are narrowed and sorted by; empty
+    strings filter nothing. ``q`` searches name, description and tags (substring, any case);
+    ``tag`` is one exact tag; ``owner`` a username; ``sort`` one of SORTS."""
+
+    q: str = ""
+    status: str = ""
+    level: str = ""
+    mode: str = ""
+    tag: str = ""
+    owner: str = ""
+    sort: str = "-created"
+
+
+SORTS = ("-created", "created", "name", "-name", "-final_return", "final_return")
+
+
+def _tagged(tag: str, *, exact: bool, experiment_path: str) -> Q:
+    """Experiments (at ``experiment_path``: "" or "experiment__") with the tag, or with a tag
+    containing ``tag`` when not ``exact``."""
+    if connection.vendor != "sqlite":
+        lookup = "tags__contains" if exact else "tags__icontains"
+        return Q(**{experiment_path + lookup: [tag] if exact else tag})
+    # SQLite has no JSON containment lookup, and stores non-ASCII as \u escapes, so the
+    # array's elements are matched one by one with json_each.
+    escaped = tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    condition, param = ("t.value = %s", tag) if exact else ("t.value LIKE %s ESCAPE '\\'", f"%{escaped}%")
+    ids = RawSQL(f"SELECT e.id FROM {Experiment._meta.db_table} e, json_each(e.tags) t WHERE {condition}", [param])
+    return Q(**{(experiment_path + "id__in") if experiment_path else "pk__in": ids})
+
+
+def _experiment_filter(filters: ListFilters, experiment_path: str = "") -> Q:
+    """The filters that concern the experiment (all but status), at ``experiment_path``."""
+    where = Q()
+    p = experiment_path
+    if filters.q:
+        where &= (
+            Q(**{p + "name__icontains": filters.q})
+            | Q(**{p + "description__icontains": filters.q})
+            | _tagged(filters.q, exact=False, experiment_path=p)
+        )
+    if filters.level:
+        where &= Q(**{p + "env_id": filters.level})
+    if filters.mode:
+        where &= Q(**{p + "mode": filters.mode})
+    if filters.tag:
+        where &= _tagged(filters.tag, exact=True, experiment_path=p)
+    if filters.owner:
+        where &= Q(**{p + "owner__username": filters.owner})
+    return where
+
+
+def _ordering(sort: str, *, name: str, final_return: str) -> list[Any]:
+    """ORDER BY for one of SORTS; missing returns sort last either way; ties newest first."""
+    descending = sort.startswith("-")
+    key = sort.lstrip("-")
+    if key == "name":
+        field: Any = F(name).desc() if descending else F(name).asc()
+    elif key == "final_return":
+        field = F(final_return).desc(nulls_last=True) if descending else F(final_return).asc(nulls_last=True)
+    else:
+        field = F("created").desc() if descending else F("created").asc()
+    return [field, "-id"]
+
+
+def experiment_search(*, user: AbstractBaseUser, filters: ListFilters) -> QuerySet[Experiment]:
+    """The user's experiments that match ``filters`` (status: any of its runs has it), sorted;
+    each annotated with ``final_return``, the mean final evaluation return of its runs."""
+    experiments = experiment_list(user=user).filter(_experiment_filter(filters))
+    if filters.status:
+        experiments = experiments.filter(Exists(Run.objects.filter(experiment=OuterRef("pk"), status=filters.status)))
+    experiments = experiments.annotate(final_return=Avg("runs__final_eval_return"))
+    return experiments.order_by(*_ordering(filters.sort, name="name", final_return="final_return"))
+
+
+def run_search(*, user: AbstractBaseUser, filters: ListFilters) -> QuerySet[Run]:
+    """The user's runs that match ``filters``, sorted (by name: experiment name, then seed)."""
+    runs = run_list(user=user).filter(_experiment_filter(filters, "experiment__"))
+    if filters.status:
+        runs = runs.filter(status=filters.status)
+    ordering = _ordering(filters.sort, name="experiment__name", final_return="final_eval_return")
+    if filters.sort.lstrip("-") == "name":
+        ordering.insert(1, "seed")
+    return runs.order_by(*ordering)
+
+
+def list_choices(*, user: AbstractBaseUser) -> dict[str, list[str]]:
+    """The levels and owners that occur in the user's teams' experiments (filter menus)."""
+    experiments = Experiment.objects.filter(team__memberships__user=user)
+    return {
+        "levels": sorted(set(experiments.values_list("env_id", flat=True))),
+        "owners": sorted(set(experiments.values_list("owner__username", flat=True))),
+    }
+
+
+# --- compare ---------------------------------------------------------------------------------
+
+
+def compare_runs(*, user: AbstractBaseUser, run_ids: Iterable[int], experiment_ids: Iterable[int]) -> list[Run]:
+    """The given runs and every run of the given experiments that the user may see, by
+    experiment then seed; ids of other teams' runs are dropped, as if they did not exist."""
+    return list(
+        run_list(user=user)
+        .filter(Q(pk__in=list(run_ids)) | Q(experiment_id__in=list(experiment_ids)))
+        .order_by("experiment_id", "seed")
     )
+
+
+COMPARABLE = ("mean_return", "success_rate", "teacher_accuracy", "guidance_coef")
+"""Metric columns the compare page can chart against timestep."""
+
+
+def metric_curves(*, run_ids: Sequence[int], metric: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{run id: (timesteps, values)} of the runs' per-rollout METRICS events, in seq order,
+    without the events where the metric is null. Callers scope ``run_ids`` to the user."""
+    if metric not in COMPARABLE:
+        raise ValueError(f"not a comparable metric: {metric}")
+    rows = (
+        Metric.objects.filter(run_id__in=run_ids, kind=Metric.Kind.METRICS, **{f"{metric}__isnull": False})
+        .order_by("run_id", "seq")
+        .values_list("run_id", "timestep", metric)
+    )
+    table = np.array(list(rows), dtype=float).reshape(-1, 3)
+    curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if len(table):
+        starts = np.flatnonzero(np.diff(table[:, 0], prepend=np.nan))
+        for chunk in np.split(table, starts[1:]):
+            curves[int(chunk[0, 0])] = (chunk[:, 1], chunk[:, 2])
+    return curves
 
 
 def run_stop_requested(*, run_id: int) -> bool:
@@ -88,10 +239,22 @@ def hint_as_event(hint: Hint) -> dict[str, Any]:
     }
 
 
+def run_metrics_since(
+    *, run_id: int, after_seq: int, kind: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The run's stored metric, evaluation and progress events (only ``kind`` if given) with
+    seq > after_seq, in seq order, the first ``limit`` of them if given."""
+    metrics = Metric.objects.filter(run_id=run_id, seq__gt=after_seq)
+    if kind:
+        metrics = metrics.filter(kind=kind)
+    metrics = metrics.order_by("seq")
+    return [metric_as_event(m) for m in (metrics[:limit] if limit else metrics)]
+
+
 def run_events_since(*, run_id: int, after_seq: int, hint_limit: int = BACKFILL_HINTS) -> list[dict[str, Any]]:
     """The run's stored events with seq > after_seq, in seq order, as the engine emitted them:
     every metric, evaluation and progress event, and the latest ``hint_limit`` hints."""
-    metrics = [metric_as_event(m) for m in Metric.objects.filter(run_id=run_id, seq__gt=after_seq).order_by("seq")]
+    metrics = run_metrics_since(run_id=run_id, after_seq=after_seq)
     latest_hints = Hint.objects.filter(run_id=run_id, seq__gt=after_seq).order_by("-seq")[:hint_limit]
     hints = [hint_as_event(h) for h in latest_hints]
     return sorted(metrics + hints, key=lambda e: e["seq"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
 import uuid
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from experiments_app.models import Experiment, Hint, Membership, Metric, Run, Team
-from experiments_app.selectors import run_state
+from experiments_app.selectors import run_state, user_can_manage
 from workers.config import Mode
 from workers.events import Event, EventKind
 
@@ -146,6 +147,72 @@ def run_request_stop(*, run: Run) -> Run:
     return run
 
 
+def _ensure_can_manage(*, user: AbstractBaseUser, experiment: Experiment) -> None:
+    if not user_can_manage(user=user, experiment=experiment):
+        raise PermissionDenied("only the experiment's owner or a team admin may do this")
+
+
+def run_stop(*, user: AbstractBaseUser, run: Run) -> Run:
+    """``run_request_stop`` on behalf of ``user``. Raises PermissionDenied unless the user owns
+    the run's experiment or is an admin of its team."""
+    _ensure_can_manage(user=user, experiment=run.experiment)
+    return run_request_stop(run=run)
+
+
+def experiment_stop(*, user: AbstractBaseUser, experiment: Experiment) -> list[Run]:
+    """Stop every run of the experiment that is not final; same permission as ``run_stop``."""
+    _ensure_can_manage(user=user, experiment=experiment)
+    with transaction.atomic():
+        return [run_request_stop(run=run) for run in experiment.runs.exclude(status__in=Run.FINAL_STATUSES)]
+
+
+ACTIVE_STATUSES = (Run.Status.QUEUED, Run.Status.RUNNING)
+
+
+def _delete_outputs_after_commit(runs: Sequence[Run]) -> None:
+    dirs = [run_out_dir(run=run) for run in runs]
+    transaction.on_commit(lambda: [shutil.rmtree(d, ignore_errors=True) for d in dirs])
+
+
+@transaction.atomic
+def run_delete(*, user: AbstractBaseUser, run: Run) -> None:
+    """Delete the run, its metrics, hints and checkpoint. Raises PermissionDenied as
+    ``run_stop``; ValidationError while it is queued or running (a worker would go on writing
+    to it): stop it first."""
+    _ensure_can_manage(user=user, experiment=run.experiment)
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.status in ACTIVE_STATUSES:
+        raise ValidationError(f"a {run.status} run cannot be deleted: stop it first")
+    _delete_outputs_after_commit([run])
+    run.delete()
+
+
+@transaction.atomic
+def experiment_delete(*, user: AbstractBaseUser, experiment: Experiment) -> None:
+    """Delete the experiment and all its runs; the same rules as ``run_delete``, for every run."""
+    _ensure_can_manage(user=user, experiment=experiment)
+    runs = list(Run.objects.select_for_update().filter(experiment=experiment))
+    active = [run for run in runs if run.status in ACTIVE_STATUSES]
+    if active:
+        raise ValidationError(f"{len(active)} run(s) are queued or running: stop them first")
+    _delete_outputs_after_commit(runs)
+    experiment.delete()
+
+
+@transaction.atomic
+def experiment_update_notes(*, user: AbstractBaseUser, experiment: Experiment, notes: str, tags: Sequence[str]) -> Experiment:
+    """Set the experiment's notes and tags, its only editable fields. Any member of its team
+    may; others get PermissionDenied. ValidationError for tags that are not strings."""
+    if not Membership.objects.filter(team_id=experiment.team_id, user=user).exists():
+        raise PermissionDenied("you are not a member of this experiment's team")
+    experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    experiment.notes = notes
+    experiment.tags = list(tags)
+    experiment.full_clean()
+    experiment.save(update_fields=["notes", "tags"])
+    return experiment
+
+
 @transaction.atomic
 def run_resume(*, run: Run) -> Run:
     """Queue an interrupted or failed run again; the task continues from its checkpoint if it
@@ -193,7 +260,9 @@ def run_discard_events(*, run: Run) -> None:
     """Forget what an attempt without a checkpoint recorded, before training starts over."""
     Metric.objects.filter(run=run).delete()
     Hint.objects.filter(run=run).delete()
-    Run.objects.filter(pk=run.pk).update(last_seq=0, timesteps=0, fps=None, eta_s=None, teacher_fault="", summary=None)
+    Run.objects.filter(pk=run.pk).update(
+        last_seq=0, timesteps=0, fps=None, eta_s=None, teacher_fault="", summary=None, final_eval_return=None
+    )
     run.last_seq = 0
 
 
@@ -256,7 +325,9 @@ def _run_updates(run: Run, events: Sequence[Event]) -> dict[str, Any]:
                 # "stopped": by the user (cancelled) or by a worker shutting down (resumable).
                 status = Run.Status.CANCELLED if run.stop_requested else Run.Status.INTERRUPTED
             summary = data.get("summary") or {}
-            updates.update(status=status, summary=summary, eta_s=None)
+            updates.update(
+                status=status, summary=summary, eta_s=None, final_eval_return=_number(summary.get("final_eval_return"))
+            )
             if "timesteps" in summary:
                 updates["timesteps"] = int(summary["timesteps"])
             if status != Run.Status.INTERRUPTED:

@@ -2,24 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from experiments_app import selectors, services
-from experiments_app.forms import LaunchForm
+from experiments_app import compare, selectors, services
+from experiments_app.forms import CompareQueryForm, ExperimentNotesForm, LaunchForm, ListQueryForm
 from experiments_app.health import health_report
+from experiments_app.models import Experiment, Run
+
+PAGE_SIZE = 25
+
+
+def _list_page(request: HttpRequest, template: str, search: Any) -> HttpResponse:
+    """A list page: the query form, its choices, and one page of ``search(user, filters)``;
+    400 with the form's errors for a malformed query string."""
+    form = ListQueryForm(request.GET)
+    context: dict[str, Any] = {"form": form, "choices": selectors.list_choices(user=request.user)}
+    if not form.is_valid():
+        return render(request, template, {**context, "page": None}, status=400)
+    items: QuerySet = search(user=request.user, filters=form.filters())
+    page: Page = Paginator(items, PAGE_SIZE).get_page(form.cleaned_data.get("page"))
+    return render(request, template, {**context, "page": page})
 
 
 @login_required
 @require_GET
 def experiment_list(request: HttpRequest) -> HttpResponse:
-    experiments = selectors.experiment_list(user=request.user)
-    return render(request, "experiments/list.html", {"experiments": experiments})
+    return _list_page(request, "experiments/list.html", selectors.experiment_search)
+
+
+@login_required
+@require_GET
+def run_list(request: HttpRequest) -> HttpResponse:
+    return _list_page(request, "experiments/runs.html", selectors.run_search)
 
 
 @login_required
@@ -29,59 +53,89 @@ def experiment_launch(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = LaunchForm(request.POST, user=request.user)
         if form.is_valid():
-            data = form.cleaned_data
             try:
-                experiment = services.experiment_create(
-                    owner=request.user,
-                    team=data["team"],
-                    name=data["name"],
-                    description=data["description"],
-                    env_id=data["env_id"],
-                    mode=data["mode"],
-                    teacher_model=data["teacher_model"],
-                    hyperparameters=data["hyperparameters"],
-                    seeds=data["seeds"],
-                    tags=data["tags"],
-                    notes=data["notes"],
-                )
+                experiment = services.experiment_create(owner=request.user, **form.experiment_arguments())
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
-                messages.success(request, f"Launched {experiment.name}: {len(data['seeds'])} run(s) queued.")
+                messages.success(request, f"Launched {experiment.name}: {len(form.cleaned_data['seeds'])} run(s) queued.")
                 return redirect("experiments:run", run_id=experiment.runs.order_by("seed").first().pk)
     else:
         initial = {}
         clone_id = request.GET.get("clone")
         if clone_id:
-            source = selectors.experiment_get(user=request.user, experiment_id=_int_or_404(clone_id))
-            if source is None:
-                raise Http404("no such experiment")
-            initial = LaunchForm.initial_from(source)
+            initial = LaunchForm.initial_from(_experiment_or_404(request, _int_or_404(clone_id)))
         form = LaunchForm(initial=initial, user=request.user)
     return render(request, "experiments/launch.html", {"form": form})
 
 
 @login_required
 @require_GET
+def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
+    experiment = _experiment_or_404(request, experiment_id)
+    notes_form = ExperimentNotesForm(initial={"notes": experiment.notes, "tags": ", ".join(experiment.tags)})
+    return render(request, "experiments/detail.html", _experiment_context(request, experiment, notes_form))
+
+
+@login_required
+@require_POST
+def experiment_notes(request: HttpRequest, experiment_id: int) -> HttpResponse:
+    experiment = _experiment_or_404(request, experiment_id)
+    form = ExperimentNotesForm(request.POST)
+    if not form.is_valid():
+        return render(request, "experiments/detail.html", _experiment_context(request, experiment, form), status=400)
+    services.experiment_update_notes(
+        user=request.user, experiment=experiment, notes=form.cleaned_data["notes"], tags=form.cleaned_data["tags"]
+    )
+    messages.success(request, "Notes and tags saved.")
+    return redirect("experiments:experiment", experiment_id=experiment.pk)
+
+
+@login_required
+@require_POST
+def experiment_stop(request: HttpRequest, experiment_id: int) -> HttpResponse:
+    experiment = _experiment_or_404(request, experiment_id)
+    stopped = services.experiment_stop(user=request.user, experiment=experiment)
+    messages.success(request, f"Asked {len(stopped)} run(s) to stop.")
+    return redirect("experiments:experiment", experiment_id=experiment.pk)
+
+
+@login_required
+@require_POST
+def experiment_delete(request: HttpRequest, experiment_id: int) -> HttpResponse:
+    experiment = _experiment_or_404(request, experiment_id)
+    try:
+        services.experiment_delete(user=request.user, experiment=experiment)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("experiments:experiment", experiment_id=experiment.pk)
+    messages.success(request, f"Deleted {experiment.name}.")
+    return redirect("experiments:list")
+
+
+@login_required
+@require_GET
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = selectors.run_get(user=request.user, run_id=run_id)
-    if run is None:
-        raise Http404("no such run")
+    run = _run_or_404(request, run_id)
     siblings = run.experiment.runs.order_by("seed")
     return render(
         request,
         "experiments/run.html",
-        {"run": run, "experiment": run.experiment, "siblings": siblings, "state": selectors.run_state(run=run)},
+        {
+            "run": run,
+            "experiment": run.experiment,
+            "siblings": siblings,
+            "state": selectors.run_state(run=run),
+            "can_manage": selectors.user_can_manage(user=request.user, experiment=run.experiment),
+        },
     )
 
 
 @login_required
 @require_POST
 def run_stop(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = selectors.run_get(user=request.user, run_id=run_id)
-    if run is None:
-        raise Http404("no such run")
-    run = services.run_request_stop(run=run)
+    """Owner or team admin only (403 otherwise)."""
+    run = services.run_stop(user=request.user, run=_run_or_404(request, run_id))
     if request.headers.get("Accept") == "application/json":
         return JsonResponse({"run": selectors.run_state(run=run)})
     return redirect("experiments:run", run_id=run.pk)
@@ -89,15 +143,67 @@ def run_stop(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def run_delete(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Owner or team admin only (403 otherwise); a queued or running run must be stopped first."""
+    run = _run_or_404(request, run_id)
+    try:
+        services.run_delete(user=request.user, run=run)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("experiments:run", run_id=run.pk)
+    messages.success(request, f"Deleted seed {run.seed} of {run.experiment.name}.")
+    return redirect("experiments:experiment", experiment_id=run.experiment_id)
+
+
+@login_required
+@require_POST
 def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = selectors.run_get(user=request.user, run_id=run_id)
-    if run is None:
-        raise Http404("no such run")
+    run = _run_or_404(request, run_id)
     try:
         services.run_resume(run=run)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("experiments:run", run_id=run.pk)
+
+
+@login_required
+@require_GET
+def compare_page(request: HttpRequest) -> HttpResponse:
+    """``?runs=1,2&experiments=3&metric=mean_return&smoothing=0.6[&format=json|csv|summary-csv]``:
+    the page, or exactly what it shows as JSON or CSV. 400 for a malformed query string."""
+    form = CompareQueryForm(request.GET)
+    query = form.cleaned_data if form.is_valid() else {}
+    comparison = None
+    if query:
+        try:
+            comparison = compare.comparison_build(
+                user=request.user, run_ids=query["runs"], experiment_ids=query["experiments"],
+                metric=query["metric"], smoothing=query["smoothing"],
+            )
+        except compare.TooManyRuns as exc:
+            form.add_error(None, str(exc))
+    if comparison is None:
+        if request.GET.get("format", "html") != "html":
+            return JsonResponse({"error": "invalid query parameters", "fields": form.errors.get_json_data()}, status=400)
+        return render(request, "experiments/compare.html", {"form": form, "comparison": None}, status=400)
+    if query["format"] == "json":
+        return JsonResponse(comparison)
+    if query["format"] in ("csv", "summary-csv"):
+        text = (compare.comparison_curves_csv if query["format"] == "csv" else compare.comparison_summary_csv)(comparison)
+        response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="compare-{query["metric"]}-{query["format"]}.csv"'
+        return response
+    return render(
+        request,
+        "experiments/compare.html",
+        {
+            "form": form,
+            "comparison": comparison,
+            "run_fields": compare.RUN_FIELDS,
+            "selection": {key: ",".join(map(str, query[key])) for key in ("runs", "experiments")},
+            **compare.comparison_tables(comparison),
+        },
+    )
 
 
 @never_cache
@@ -107,6 +213,29 @@ def healthz(request: HttpRequest) -> JsonResponse:
     503 otherwise. Each check says what it found."""
     report = health_report()
     return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+def _experiment_context(request: HttpRequest, experiment: Experiment, notes_form: ExperimentNotesForm) -> dict[str, Any]:
+    return {
+        "experiment": experiment,
+        "notes_form": notes_form,
+        "can_manage": selectors.user_can_manage(user=request.user, experiment=experiment),
+        "config": compare.experiment_config(experiment),
+    }
+
+
+def _experiment_or_404(request: HttpRequest, experiment_id: int) -> Experiment:
+    experiment = selectors.experiment_get(user=request.user, experiment_id=experiment_id)
+    if experiment is None:
+        raise Http404("no such experiment")
+    return experiment
+
+
+def _run_or_404(request: HttpRequest, run_id: int) -> Run:
+    run = selectors.run_get(user=request.user, run_id=run_id)
+    if run is None:
+        raise Http404("no such run")
+    return run
 
 
 def _int_or_404(raw: str) -> int:

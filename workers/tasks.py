@@ -25,7 +25,7 @@ def _on_worker_shutting_down(**_: object) -> None:
     _worker_shutting_down.set()
 
 
-STALE_SWEEP_INTERVAL_S = 60.0
+STALE_SWEEP_INTERVAL_S = 5.0
 
 
 @worker_ready.connect

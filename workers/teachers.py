@@ -8,7 +8,7 @@ so a question costs only its situation-specific tail.
 
 Answers are cached by (situation key, feedback sentence): the teacher is asked once per
 situation, and again only when the student's feedback for that situation changes. Calls run
-on one background thread, so that the training loop never waits for the LLM
+on one background (daemon) thread, so that the training loop never waits for the LLM
 (``LLMTeacher.current``) unless it asks to (``LLMTeacher.ask``, used to measure accuracy);
 a call slower than ``timeout_s`` is a :class:`TeacherError`.
 
@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import queue
 import threading
 import time
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,42 @@ class TeacherStats:
         return 1000 * self.latency_s / self.calls if self.calls else None
 
 
+class _DaemonWorker:
+    """Runs submitted calls one at a time, in order, on one daemon thread. Unlike
+    ThreadPoolExecutor's threads, a daemon thread stuck in a hung LLM call cannot keep the
+    process (a CLI run, a Celery worker) from exiting."""
+
+    def __init__(self, name: str):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Cancel what has not started, and let the thread end after the current call."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        self._queue.put(None)
+
+
 class LLMTeacher:
     """Answers a situation with a distribution over the level's actions, from a GGUF model."""
 
@@ -163,7 +200,7 @@ class LLMTeacher:
         self._error: BaseException | None = None
         # Re-entrant: a future that is already done runs its callback in the submitting thread.
         self._lock = threading.RLock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher")
+        self._worker = _DaemonWorker("teacher")
         self.stats = TeacherStats()
 
     def _first_token(self, word: str) -> int:
@@ -255,7 +292,7 @@ class LLMTeacher:
         for stale in [k for k in self._pending if k[0] == situation.key]:
             if self._pending[stale].cancel():  # its callback also forgets it
                 self._pending.pop(stale, None)
-        future = self._executor.submit(self._compute, situation, feedback)
+        future = self._worker.submit(self._compute, situation, feedback)
         self._pending[cache_key] = future
         future.add_done_callback(lambda f: self._store(cache_key, f))
         return future
@@ -328,4 +365,4 @@ class LLMTeacher:
                 self._latest[key] = self._cache[(key, feedback)]
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.shutdown()

@@ -201,7 +201,7 @@
     $("progress-text").textContent = run.timesteps + " / " + total + " frames";
     $("fps").textContent = run.fps ? run.fps.toFixed(0) + " fps" : "";
     $("eta").textContent = run.status === "running" && run.eta_s !== null ? "ETA " + formatDuration(run.eta_s) : "";
-    $("stop-button").disabled = run.final || run.stop_requested;
+    $("stop-button").disabled = run.final || run.stop_requested || $("stop-button").dataset.locked === "1";
     $("resume-form").hidden = !(run.status === "interrupted" || run.status === "failed");
     const fault = $("teacher-fault");
     fault.hidden = !run.teacher_fault;

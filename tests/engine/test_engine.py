@@ -138,19 +138,19 @@ def test_a_hanging_llm_call_switches_the_run_to_student_only(tmp_path, monkeypat
 
     def prompt(self, situation, feedback):
         if sink.hang:
-            time.sleep(20)
+            time.sleep(60)
         return real_prompt(self, situation, feedback)
 
     monkeypatch.setattr(LLMTeacher, "prompt", prompt)
-    config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "teacher_timeout_s": 1.5, "total_timesteps": 6144,
+    config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "teacher_timeout_s": 4.0, "total_timesteps": 16384,
                           "probe_states": 20, "feedback_min_visits": 4})
     summary = train(config, sink, out_dir=tmp_path)
     faults = sink.of_kind(EventKind.TEACHER_FAULT)
     assert len(faults) == 1 and faults[0].data["fallback"] == "student-only"
-    assert "did not answer within 1.5 s" in faults[0].data["error"]
+    assert "did not answer within 4 s" in faults[0].data["error"]
     after = [m for m in sink.of_kind(EventKind.METRICS) if m.seq > faults[0].seq]
     assert after and all(m.data["guidance_loss"] is None for m in after), [(m.seq, m.timestep, m.data["guidance_loss"]) for m in after]
-    assert summary["status"] == "succeeded" and summary["timesteps"] == 6144
+    assert summary["status"] == "succeeded" and summary["timesteps"] == 16384
 
 
 def test_headless_command(tmp_path):

@@ -55,3 +55,18 @@ def frame_data() -> dict:
 
 def progress_data(timesteps: int, total: int = 2048) -> dict:
     return {"timesteps": timesteps, "total_timesteps": total, "fps": 250.0, "elapsed_s": 2.0, "eta_s": 5.0}
+
+
+def record_finished_run(run, returns, *, frames_per_point: int = 1024, final_eval_return: float = 0.9,
+                        teacher_accuracy: float | None = None) -> None:
+    """Store a whole run through the sink's service, as the engine would report it: started,
+    one METRICS event per value of ``returns`` (every ``frames_per_point`` frames), finished."""
+    events = [event(1, EventKind.RUN_STARTED, 0, config={"total_timesteps": frames_per_point * len(returns)})]
+    for i, value in enumerate(returns, start=1):
+        events.append(event(i + 1, EventKind.METRICS, i * frames_per_point,
+                            **metrics_data(value, teacher_accuracy=teacher_accuracy, guidance_coef=1.0 - i / len(returns))))
+    summary = {"timesteps": frames_per_point * len(returns), "final_eval_return": final_eval_return, "final_eval_success": 1.0,
+               "frames_to_0_9": frames_per_point, "teacher_accuracy_start": teacher_accuracy, "teacher_accuracy_end": teacher_accuracy,
+               "llm_calls": 7}
+    events.append(event(len(returns) + 2, EventKind.RUN_FINISHED, frames_per_point * len(returns), status="succeeded", summary=summary))
+    services.run_record_events(run_id=run.pk, events=events)
