@@ -15,7 +15,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from experiments_app.hyperparameters import CHOICES, RANGES, hyperparameter_fields, hyperparameters_validate
 from experiments_app.models import Experiment, Run
 from experiments_app.selectors import COMPARABLE, ListFilters, team_list
-from workers.config import DEFAULT_ENV, Mode
+from workers.config import DEFAULT_ENV, Mode, RunConfig
 
 HP_PREFIX = "hp_"
 SEEDS_PATTERN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
@@ -124,8 +124,9 @@ class LaunchForm(forms.Form):
         self.fields["mode"].choices = mode_choices()
         models = teacher_choices()
         self.fields["teacher_model"].choices = models
-        if len(models) > 1:
-            self.fields["teacher_model"].initial = models[1][0]
+        installed = [name for name, _ in models if name]
+        if installed:  # the engine's default teacher when it is installed, else the first one
+            self.fields["teacher_model"].initial = RunConfig.teacher_model if RunConfig.teacher_model in installed else installed[0]
         for name, kind, default, help_text in hyperparameter_fields():
             self.fields[HP_PREFIX + name] = _hyperparameter_field(kind, default, help_text, name)
 

@@ -19,6 +19,8 @@ from tests.web.helpers import PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+"""Screenshots the browser tests keep (gitignored; CI leaves them in its clone)."""
 
 pytestmark = [
     pytest.mark.browser,
@@ -84,10 +86,15 @@ def page(stack):
         browser.close()
 
 
-def launch(page, base: str, name: str, total_timesteps: int) -> None:
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def launch(page, base: str, name: str, total_timesteps: int, mode: str = "ppo") -> None:
     page.goto(base + "/experiments/new/")
     page.fill("#id_name", name)
-    page.select_option("#id_mode", "ppo")
+    page.select_option("#id_mode", mode)
     page.fill("#id_seeds", "0")
     for field, value in {"total_timesteps": total_timesteps, "n_envs": 2, "n_steps": 64, "batch_size": 64,
                          "n_epochs": 1, "eval_interval": 0, "eval_episodes": 2, "policy": None}.items():
@@ -121,6 +128,7 @@ def test_a_launched_run_is_watched_live_to_the_end(stack, page):
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 90) n++; return n; })()""")
     assert painted > 100
+    screenshot(page, "run-finished.png")
     page.reload()
     page.wait_for_function("document.getElementById('chart-return').data[0].x.length >= 4", timeout=15000)
     assert page.errors == []
@@ -128,8 +136,12 @@ def test_a_launched_run_is_watched_live_to_the_end(stack, page):
 
 def test_stop_button_cancels_a_running_run(stack, page):
     base, _, _ = stack
-    launch(page, base, "to be stopped", 2_000_000)
+    launch(page, base, "to be stopped", 2_000_000, mode="bidirectional")
     page.wait_for_function("document.getElementById('status').textContent === 'running'", timeout=60000)
+    # The teacher's hint arrives live: the LLM's situation text and its action distribution.
+    page.wait_for_function("document.getElementById('situation').textContent.startsWith('Your mission')", timeout=90000)
+    assert page.locator("#distribution > *").count() == 3
+    screenshot(page, "run-live-bidirectional.png")
     page.click("#stop-button")
     page.wait_for_function("document.getElementById('status').textContent === 'cancelled'", timeout=60000)
     assert page.is_disabled("#stop-button")

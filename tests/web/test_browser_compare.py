@@ -9,9 +9,7 @@ import os
 import subprocess
 import sys
 
-from tests.web.test_browser import ROOT, page, pytestmark, stack  # noqa: F401  (fixtures and marks reused)
-
-ARTIFACTS = ROOT / "test-artifacts"
+from tests.web.test_browser import ROOT, page, pytestmark, screenshot, stack  # noqa: F401  (fixtures and marks reused)
 
 MAKE_RUNS = """
 import django; django.setup()
@@ -66,6 +64,5 @@ def test_compare_two_finished_runs(stack, page):
     assert "smoothing=0.5" in page.url
     assert len(page.evaluate("document.getElementById('chart-runs').data")) == 4, "smoothed lines over faded raw ones"
     assert "smoothing=0.5" in page.get_attribute("#export-csv", "href")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+    screenshot(page, "compare.png")
     assert page.errors == []
