@@ -36,6 +36,7 @@ RANGES: dict[str, Bounds] = {
     "max_grad_norm": Bounds(0.01, 100.0),
     "guidance_coef": Bounds(0.0, 100.0),
     "guidance_anneal_frac": Bounds(0.0, 1.0),
+    "guidance_epochs": Bounds(1, 100),
     "teacher_timeout_s": Bounds(0.5, 600.0),
     "feedback_min_visits": Bounds(1, 100_000),
     "feedback_margin": Bounds(0.0, 10.0),

@@ -73,6 +73,8 @@ class RunConfig:
     """Initial weight of the distillation loss KL(teacher || student)."""
     guidance_anneal_frac: float = 0.5
     """The guidance weight falls linearly to zero over this fraction of total_timesteps."""
+    guidance_epochs: int = 1
+    """Distillation passes over each rollout, after PPO's update."""
     teacher_model: str = "smollm2-135m-instruct-q4_1"
     """An installed teacher's name (see ``python -m workers models``) or a GGUF path inside a
     configured model directory."""

@@ -459,6 +459,7 @@ def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | 
             device="cpu",
             verbose=0,
         )
+    model.guidance_epochs = config.guidance_epochs
     callback = GuidanceCallback(run)
 
     def greedy(obs: np.ndarray, _env) -> int:

@@ -1,7 +1,7 @@
 """The student: stable-baselines3 PPO, plus a distillation step toward the teacher.
 
-``GuidedPPO.train`` is PPO's own update followed by one pass of policy distillation over the
-same rollout: for every sample that carries a teacher distribution ``q`` (the engine fills
+``GuidedPPO.train`` is PPO's own update followed by ``guidance_epochs`` passes of policy
+distillation over the same rollout: for every sample that carries a teacher distribution ``q`` (the engine fills
 ``guide_probs`` and ``guide_weight`` while it collects the rollout), minimise
 
     guidance_coef * weight * KL(q || pi(.|s))
@@ -55,11 +55,15 @@ class GuidedPPO(PPO):
         self.guide_weight = np.zeros((self.n_steps, self.n_envs), np.float32)
         """How much each sample's teacher distribution counts (0: no teacher answer)."""
         self.guidance_coef = 0.0
+        self.guidance_epochs = 1
         self.last_guidance_loss: float | None = None
 
     def train(self) -> None:
         super().train()
-        self.last_guidance_loss = self._distill() if self.guidance_coef > 0 else None
+        self.last_guidance_loss = None
+        if self.guidance_coef > 0:
+            for _ in range(self.guidance_epochs):
+                self.last_guidance_loss = self._distill()
 
     def _distill(self) -> float | None:
         flat = self.rollout_buffer.swap_and_flatten

@@ -172,3 +172,11 @@ def test_headless_command(tmp_path):
                           "--teacher-model", "/etc/passwd", "--out", str(tmp_path / "bad"), "--quiet"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "neither an installed model" in bad.stderr
+
+
+def test_more_distillation_passes_bring_the_student_closer_to_the_teacher(tmp_path):
+    first_rollout_kl = []
+    for epochs in (1, 4):
+        _, sink = run(tmp_path / str(epochs), mode=Mode.ORACLE, total_timesteps=512, eval_interval=0, guidance_epochs=epochs)
+        first_rollout_kl.append(sink.of_kind(EventKind.METRICS)[0].data["guidance_loss"])
+    assert first_rollout_kl[1] < first_rollout_kl[0]
