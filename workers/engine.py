@@ -1,7 +1,6 @@
 """One training run, top to bottom: ``train(config, sink, out_dir=...)``.
 
     set up        level, teacher (a bad model fails here, before any training), probe states
-    measure       the teacher's zero-shot accuracy (this also warms its cache)
     loop          for each rollout:
                     stop?                     -> checkpoint, finish as "stopped"
                     collect (GuidanceCallback: teacher distribution for every sample,
@@ -9,16 +8,18 @@
                     feedback (bidirectional)  -> verdicts change -> the teacher re-answers
                     PPO update + distillation toward the teacher
                     report metrics, progress; evaluate and checkpoint on schedule
-    finish        final evaluation, the teacher's final accuracy, summary.json
+    finish        final evaluation, the teacher's accuracy zero-shot and with the feedback,
+                  summary.json
 
-Modes differ only in where the guidance comes from (``_guide``) and whether the feedback
+Modes differ only in where the guidance comes from (``_Run.guide``) and whether the feedback
 flows back; the ``teacher`` mode replaces the loop by the teacher acting alone.
 
 The distillation weight of a sample is 1 in unidirectional mode. In bidirectional mode the
 student's verdicts also tell the loop how far to trust the teacher: a situation with a verdict
 is guided only if the teacher's answer agrees with it, and a situation without one is
-guided with the teacher's measured reliability, i.e. how often its feedback-free answers agreed
-with the student's verdicts elsewhere.
+guided with the teacher's measured reliability (how often its feedback-free answers agreed
+with the student's verdicts elsewhere) corrected for chance: a teacher that agrees no more
+often than a random pick would is not followed at all.
 """
 
 from __future__ import annotations
@@ -144,7 +145,9 @@ class _Run:
         self.teacher: LLMTeacher | None = None
         self.probes: list[Probe] = []
         self.memory = FeedbackMemory(actions, min_visits=config.feedback_min_visits, margin=config.feedback_margin)
-        self.reliability = 1.0
+        self.reliability = 0.5
+        """Laplace estimate of how often the teacher's feedback-free answers agree with the
+        student's verdicts; 0.5 until there are verdicts."""
         self.frames_to: dict[float, int | None] = {0.9: None, config.return_threshold: None}
         self.accuracy_start: float | None = None
         self.accuracy_end: float | None = None
@@ -182,10 +185,19 @@ class _Run:
             return probs, 1.0
         verdict = self.memory.verdict(situation.key)
         if verdict is None:
-            return probs, self.reliability
+            return probs, self.trust
         return probs, float(int(np.argmax(probs)) == verdict)
 
+    @property
+    def trust(self) -> float:
+        """The reliability above chance, scaled to [0, 1]: the weight of advice the student
+        cannot check yet."""
+        chance = 1 / len(self.actions)
+        return max(0.0, (self.reliability - chance) / (1 - chance))
+
     def measure_teacher(self) -> float | None:
+        """The teacher's accuracy on the probes as it would answer them now; None until it
+        has answered each probe's situation once (it does so when training leaves it idle)."""
         if self.teacher is None:
             return None
         return teacher_accuracy(lambda s: self.teacher.latest(s, self.feedback(s)), self.probes)  # type: ignore[union-attr]
@@ -292,7 +304,6 @@ class _Run:
             "last_seq": self.emitter.last_seq + 1,  # the CHECKPOINT event's own number
             "wall_s": self.wall_s(),
             "frames_to": [[k, v] for k, v in self.frames_to.items()],
-            "accuracy_start": self.accuracy_start,
             "next_eval": self.next_eval,
             "reliability": self.reliability,
             "memory": self.memory.state_dict(),
@@ -307,7 +318,6 @@ class _Run:
         self.timesteps = state["timesteps"]
         self.wall_before = state["wall_s"]
         self.frames_to = {float(k): v for k, v in state["frames_to"]}
-        self.accuracy_start = state["accuracy_start"]
         self.next_eval = state["next_eval"]
         self.reliability = state["reliability"]
         self.memory.load_state_dict(state["memory"])
@@ -399,14 +409,15 @@ def train(
             resumed=bool(state),
             start_timestep=run.timesteps,
         )
-        if run.teacher and not state:
-            run.accuracy_start = teacher_accuracy(lambda s: run.teacher.ask(s, None), run.probes)  # type: ignore[union-attr]
         if config.mode == Mode.TEACHER:
             status, fps = _teacher_alone(run, should_stop)
         else:
             status, fps = _train_student(run, should_stop, state_path if state else None)
         if run.teacher:
+            # Measured after training, so that no run waits for a measurement before it learns
+            # (most of these answers are in the cache by now anyway).
             try:
+                run.accuracy_start = teacher_accuracy(lambda s: run.teacher.ask(s, None), run.probes)  # type: ignore[union-attr]
                 run.accuracy_end = teacher_accuracy(lambda s: run.teacher.ask(s, run.feedback(s)), run.probes)  # type: ignore[union-attr]
             except TeacherError:
                 run.drop_faulty_teacher()

@@ -49,11 +49,13 @@ def collect_probes(env_id: str, n: int, seed: int, explore: float = 0.5) -> list
     return probes
 
 
-def teacher_accuracy(answer: Callable[[Situation], np.ndarray], probes: list[Probe]) -> float | None:
-    """Share of probes where the teacher's most likely action is the bot's action."""
-    if not probes:
+def teacher_accuracy(answer: Callable[[Situation], np.ndarray | None], probes: list[Probe]) -> float | None:
+    """Share of probes where the teacher's most likely action is the bot's action; None when
+    there are no probes or ``answer`` has no answer (None) for some probe yet."""
+    answers = [answer(p.situation) for p in probes]
+    if not answers or any(a is None for a in answers):
         return None
-    hits = sum(int(np.argmax(answer(p.situation)) == p.expert_action) for p in probes)
+    hits = sum(int(np.argmax(a) == p.expert_action) for a, p in zip(answers, probes))
     return hits / len(probes)
 
 

@@ -113,17 +113,16 @@ def _locate(image: np.ndarray, target: Target) -> tuple[int, int] | None:
     """(steps ahead, steps to the right) of the nearest visible instance of ``target``."""
     width, height = image.shape[:2]
     me = (width // 2, height - 1)
-    best: tuple[int, int] | None = None
-    for x in range(width):
-        for y in range(height):
-            if (x, y) == me:
-                continue
-            obj = IDX_TO_OBJECT[int(image[x, y, 0])]
-            if target.matches(obj, IDX_TO_COLOR[int(image[x, y, 1])]):
-                rel = (me[1] - y, x - me[0])
-                if best is None or abs(rel[0]) + abs(rel[1]) < abs(best[0]) + abs(best[1]):
-                    best = rel
-    return best
+    hits = image[..., 0] == OBJECT_TO_IDX[target.type]
+    if target.color is not None:
+        hits &= image[..., 1] == COLOR_TO_IDX[target.color]
+    hits[me] = False  # the agent's own cell shows what it carries, not what it sees
+    xs, ys = np.nonzero(hits)
+    if len(xs) == 0:
+        return None
+    # Nearest by steps; ties go to the first in (x, y) order, as a scan of the view would.
+    nearest = int(np.argmin(np.abs(me[1] - ys) + np.abs(xs - me[0])))
+    return int(me[1] - ys[nearest]), int(xs[nearest] - me[0])
 
 
 def _where(target: Target, rel: tuple[int, int] | None) -> tuple[str, str]:

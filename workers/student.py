@@ -82,7 +82,8 @@ class GuidedPPO(PPO):
             w = th.as_tensor(weights[idx], device=self.device)
             log_pi = self.policy.get_distribution(obs).distribution.logits.log_softmax(-1)
             kl = (q * (th.log(q.clamp_min(1e-8)) - log_pi)).sum(-1)
-            weighted_kl = (w * kl).sum() / w.sum()
+            # A mean over the samples, not over the weights: a weight of 0.2 pulls a fifth as hard.
+            weighted_kl = (w * kl).mean()
             self.policy.optimizer.zero_grad()
             (self.guidance_coef * weighted_kl).backward()
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)

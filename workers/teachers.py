@@ -20,6 +20,7 @@ else on disk can be chosen, so a path such as ``../../etc/passwd`` is refused.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import queue
 import threading
@@ -137,23 +138,31 @@ class TeacherStats:
         return 1000 * self.latency_s / self.calls if self.calls else None
 
 
+TRAINING = 0
+"""Priority of the training loop's questions (and of anyone waiting on an answer)."""
+MEASUREMENT = 1
+"""Priority of questions asked only to measure the teacher: answered when the LLM is idle."""
+
+
 class _DaemonWorker:
-    """Runs submitted calls one at a time, in order, on one daemon thread. Unlike
-    ThreadPoolExecutor's threads, a daemon thread stuck in a hung LLM call cannot keep the
-    process (a CLI run, a Celery worker) from exiting."""
+    """Runs submitted calls one at a time, most urgent first (lowest ``priority``, then in
+    order of submission), on one daemon thread. Unlike ThreadPoolExecutor's threads, a daemon
+    thread stuck in a hung LLM call cannot keep the process (a CLI run, a Celery worker) from
+    exiting."""
 
     def __init__(self, name: str):
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
         threading.Thread(target=self._loop, name=name, daemon=True).start()
 
-    def submit(self, fn, *args) -> Future:
+    def submit(self, priority: int, fn, *args) -> Future:
         future: Future = Future()
-        self._queue.put((future, fn, args))
+        self._queue.put((priority, next(self._order), future, fn, args))
         return future
 
     def _loop(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, fn, args = item
+        while (item := self._queue.get())[2] is not None:
+            _, _, future, fn, args = item
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -168,9 +177,9 @@ class _DaemonWorker:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
-                item[0].cancel()
-        self._queue.put(None)
+            if item[2] is not None:
+                item[2].cancel()
+        self._queue.put((-1, next(self._order), None, None, ()))
 
 
 class LLMTeacher:
@@ -185,7 +194,7 @@ class LLMTeacher:
         self.actions = actions
         self.timeout_s = timeout_s
         try:
-            self._llm = Llama(model_path=str(self.path), n_ctx=1024, n_threads=n_threads, verbose=False)
+            self._llm = Llama(model_path=str(self.path), n_ctx=1024, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise TeacherError(f"llama.cpp could not load {self.path}: {exc}") from exc
         self._action_tokens = [self._first_token(" " + a) for a in actions]
@@ -195,7 +204,8 @@ class LLMTeacher:
         self._chat = self._chat_template()
         self._cache: dict[tuple[str, str | None], np.ndarray] = {}
         self._latest: dict[str, np.ndarray] = {}
-        self._pending: dict[tuple[str, str | None], Future] = {}
+        self._pending: dict[tuple[str, str | None], tuple[Future, int]] = {}
+        """Questions not answered yet, with their priority."""
         self._running_since: float | None = None
         self._error: BaseException | None = None
         # Re-entrant: a future that is already done runs its callback in the submitting thread.
@@ -284,38 +294,47 @@ class LLMTeacher:
             self._cache[cache_key] = future.result()
             self._latest[cache_key[0]] = self._cache[cache_key]
 
-    def _submit(self, situation: Situation, feedback: str | None) -> Future:
+    def _submit(self, situation: Situation, feedback: str | None, priority: int) -> Future:
         cache_key = (situation.key, feedback)
-        if cache_key in self._pending:
-            return self._pending[cache_key]
+        pending = self._pending.get(cache_key)
+        if pending is not None:
+            future, queued_at = pending
+            # Asked again more urgently: move it ahead, unless it has started already.
+            if queued_at <= priority or not future.cancel():
+                return future
         # A question about this situation under older feedback is moot if it has not started.
         for stale in [k for k in self._pending if k[0] == situation.key]:
-            if self._pending[stale].cancel():  # its callback also forgets it
+            if self._pending[stale][0].cancel():  # its callback also forgets it
                 self._pending.pop(stale, None)
-        future = self._worker.submit(self._compute, situation, feedback)
-        self._pending[cache_key] = future
+        future = self._worker.submit(priority, self._compute, situation, feedback)
+        self._pending[cache_key] = (future, priority)
         future.add_done_callback(lambda f: self._store(cache_key, f))
         return future
+
+    def _known_or_queued(self, situation: Situation, feedback: str | None, priority: int) -> np.ndarray | None:
+        with self._lock:
+            answer = self._cache.get((situation.key, feedback))
+            if answer is not None:
+                return answer
+            self._submit(situation, feedback, priority)
+            return self._latest.get(situation.key)
 
     def current(self, situation: Situation, feedback: str | None) -> np.ndarray | None:
         """The answer for (situation, feedback) if known; else ask for it in the background and
         return the latest answer for the situation under earlier feedback, or None. Counted in
-        the cache statistics: this is the training loop's question."""
+        the cache statistics: this is the training loop's question, and the LLM answers these
+        before the measurements' (``latest``)."""
         with self._lock:
             if (situation.key, feedback) in self._cache:
                 self.stats.hits += 1
             else:
                 self.stats.misses += 1
-            return self.latest(situation, feedback)
+            return self._known_or_queued(situation, feedback, TRAINING)
 
     def latest(self, situation: Situation, feedback: str | None) -> np.ndarray | None:
-        """As ``current``, without counting: for measurements."""
-        with self._lock:
-            answer = self._cache.get((situation.key, feedback))
-            if answer is not None:
-                return answer
-            self._submit(situation, feedback)
-            return self._latest.get(situation.key)
+        """As ``current``, without counting, and asked only when the LLM has no training
+        question waiting: for measurements."""
+        return self._known_or_queued(situation, feedback, MEASUREMENT)
 
     def cached(self, key: str, feedback: str | None) -> np.ndarray | None:
         """The stored answer for (situation key, feedback), without asking."""
@@ -329,14 +348,17 @@ class LLMTeacher:
             answer = self._cache.get(cache_key)
             if answer is not None:
                 return answer
-            future = self._submit(situation, feedback)
+            future = self._submit(situation, feedback, TRAINING)
         # Wait as long as the queue ahead of this question takes, but not on a hung call.
         while True:
             try:
                 return future.result(timeout=0.25)
-            except CancelledError:  # superseded by a question under newer feedback: ask again
+            except CancelledError:  # superseded, or moved ahead in the queue: wait on the new one
                 with self._lock:
-                    future = self._submit(situation, feedback)
+                    answer = self._cache.get(cache_key)
+                    if answer is not None:
+                        return answer
+                    future = self._submit(situation, feedback, TRAINING)
             except FutureTimeout:
                 fault = self.failure()
                 if fault is not None:

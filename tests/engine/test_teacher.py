@@ -88,3 +88,17 @@ def test_a_question_superseded_by_newer_feedback_is_dropped_unasked(teacher):
     assert teacher.cached(HIDDEN.key, older) is None
     teacher.ask(HIDDEN, older)  # still answerable when asked for explicitly
     assert teacher.stats.calls == calls + 3
+
+
+def test_training_questions_are_answered_before_measurement_questions(teacher, monkeypatch):
+    busy = Situation("k-busy-2", "Your mission: go to the red ball. You face a wall.", NAV)
+    measured = Situation("k-measured", "Your mission: go to the red ball. The red ball is on your left.", NAV)
+    trained = Situation("k-trained", "Your mission: go to the red ball. The red ball is on your right.", NAV)
+    order: list[str] = []
+    compute = teacher._compute
+    monkeypatch.setattr(teacher, "_compute", lambda s, f: (order.append(s.key), compute(s, f))[1])
+    teacher.current(busy, None)  # first in line: the next two queue up behind it
+    teacher.latest(measured, None)
+    assert teacher.current(trained, None) is None
+    teacher.ask(measured, None)
+    assert order == ["k-busy-2", "k-trained", "k-measured"]
