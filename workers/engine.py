@@ -413,9 +413,10 @@ def train(
             status, fps = _teacher_alone(run, should_stop)
         else:
             status, fps = _train_student(run, should_stop, state_path if state else None)
-        if run.teacher:
+        if run.teacher and status != "stopped":
             # Measured after training, so that no run waits for a measurement before it learns
-            # (most of these answers are in the cache by now anyway).
+            # (most answers are in the cache by now); not after a stop, which someone awaits.
+            run.teacher.drop_queued()
             try:
                 run.accuracy_start = teacher_accuracy(lambda s: run.teacher.ask(s, None), run.probes)  # type: ignore[union-attr]
                 run.accuracy_end = teacher_accuracy(lambda s: run.teacher.ask(s, run.feedback(s)), run.probes)  # type: ignore[union-attr]

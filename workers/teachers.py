@@ -202,6 +202,10 @@ class LLMTeacher:
             raise TeacherError(f"{self.path.name}: the action words {actions} do not start with distinct tokens")
         self._prefix = self._instructions()
         self._chat = self._chat_template()
+        # llama.cpp's first evaluation after loading is slow (seconds under load): do it here,
+        # on the shared instructions the prefix cache then reuses, not inside a timed call.
+        head = self._chat(self._prefix) if self._chat is not None else self._prefix
+        self._llm.eval(self._llm.tokenize(head.encode(), add_bos=True))
         self._cache: dict[tuple[str, str | None], np.ndarray] = {}
         self._latest: dict[str, np.ndarray] = {}
         self._pending: dict[tuple[str, str | None], tuple[Future, int]] = {}
@@ -363,6 +367,13 @@ class LLMTeacher:
                 fault = self.failure()
                 if fault is not None:
                     raise (fault if isinstance(fault, TeacherError) else TeacherError(str(fault))) from fault
+
+    def drop_queued(self) -> None:
+        """Forget the questions that have not started (say, the training loop's, once training
+        is over), so that whoever asks next is not kept waiting behind them."""
+        with self._lock:
+            for future, _ in list(self._pending.values()):
+                future.cancel()  # its callback also forgets it
 
     def failure(self) -> BaseException | None:
         """Why the teacher cannot be trusted any more: a call failed, or the call in progress

@@ -110,7 +110,8 @@ def test_stop_then_resume_continues_steps_and_sequence_numbers(tmp_path):
     assert second.events[0].seq == first.events[-1].seq + 1
     assert_strictly_increasing(first.events + second.events)
     assert second.of_kind(EventKind.METRICS)[0].timestep == 1536
-    assert resumed["teacher_accuracy_start"] == summary["teacher_accuracy_start"]
+    # A stopped run is not kept waiting for the teacher's measurement; the finished one has it.
+    assert summary["teacher_accuracy_start"] is None and 0 <= resumed["teacher_accuracy_start"] <= 1
 
 
 def test_unknown_level_fails_before_training(tmp_path):

@@ -102,3 +102,13 @@ def test_training_questions_are_answered_before_measurement_questions(teacher, m
     assert teacher.current(trained, None) is None
     teacher.ask(measured, None)
     assert order == ["k-busy-2", "k-trained", "k-measured"]
+
+
+def test_dropped_questions_are_not_asked(teacher):
+    busy = Situation("k-busy-3", "Your mission: go to the red ball. A wall is on your left.", NAV)
+    queued = Situation("k-dropped", "Your mission: go to the red ball. A wall is on your right.", NAV)
+    teacher.current(busy, None)
+    teacher.current(queued, None)
+    teacher.drop_queued()
+    teacher.ask(busy, None)
+    assert teacher.cached(queued.key, None) is None
