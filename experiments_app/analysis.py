@@ -1,5 +1,5 @@
-"""Statistics of the compare page, on plain arrays: smoothing, downsampling, aligning seeds on
-a common step grid, t-intervals across seeds, area under a curve and config diffs.
+"""Statistics of the compare page, on plain arrays: smoothing, aligning seeds on a common step
+grid, t-intervals across seeds, area under a curve and config diffs.
 
 No Django here: every function takes and returns numbers, so it is tested on hand-made data.
 A curve is ``(x, y)``: x the timesteps, strictly increasing; y the values, same length.
@@ -16,7 +16,17 @@ import numpy as np
 from scipy import signal, stats
 
 MAX_POINTS = 500
-"""Most points a curve sent to the browser has."""
+"""Most points a curve sent to the browser has (the database downsamples longer ones)."""
+
+MAX_CHART_POINTS = 20_000
+"""Most points the runs' curves of one chart have together: 100 overlaid curves of 200 points
+each already outnumber the pixels of a chart 1000 px wide, and every point costs the server,
+the payload and Plotly alike."""
+
+
+def points_per_curve(curves: int) -> int:
+    """How many points each of ``curves`` curves of one chart may have."""
+    return max(1, min(MAX_POINTS, MAX_CHART_POINTS // max(1, curves)))
 
 
 def ema(y: np.ndarray, smoothing: float) -> np.ndarray:
@@ -30,30 +40,6 @@ def ema(y: np.ndarray, smoothing: float) -> np.ndarray:
     # lfilter runs the recursion in C; zi makes the first output y[0] instead of (1-w)*y[0].
     out, _ = signal.lfilter([1.0 - smoothing], [1.0, -smoothing], y, zi=[smoothing * y[0]])
     return out
-
-
-def minmax_indices(y: np.ndarray, threshold: int = MAX_POINTS) -> np.ndarray:
-    """Indices of at most ``threshold`` points that keep the curve's shape: the first, the
-    last, and the lowest and highest point of each of ``(threshold - 2) // 2`` equal buckets
-    between them, in order. Peaks and dips survive, unlike a plain stride, and it is one
-    vectorised pass (LTTB needs a Python loop per bucket: 15 ms a 1000-point curve, measured).
-    All indices when there are at most ``threshold`` points."""
-    if threshold < 4:
-        raise ValueError("threshold must be at least 4")
-    n = len(y)
-    if n <= threshold:
-        return np.arange(n)
-    inner = np.asarray(y, dtype=float)[1 : n - 1]
-    buckets = (threshold - 2) // 2
-    # n - 2 > buckets, so the bucket starts are distinct and every bucket has a point.
-    starts = np.linspace(0, len(inner), buckets + 1).astype(int)[:-1]
-    bucket = np.repeat(np.arange(buckets), np.diff(np.append(starts, len(inner))))
-    kept = [np.array([0, n - 1])]
-    for extreme in (np.maximum, np.minimum):
-        at = np.flatnonzero(inner == extreme.reduceat(inner, starts)[bucket])
-        first = np.r_[True, bucket[at][1:] != bucket[at][:-1]]  # the first extreme of each bucket
-        kept.append(at[first] + 1)
-    return np.unique(np.concatenate(kept))
 
 
 def common_grid(curves: Sequence[tuple[np.ndarray, np.ndarray]], points: int = MAX_POINTS) -> np.ndarray:
@@ -150,5 +136,20 @@ def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str,
 
 
 def finite_or_none(values: np.ndarray, digits: int = 4) -> list[float | None]:
-    """A JSON-able list: rounded to ``digits`` significant digits (payload size), NaN -> None."""
-    return [None if not math.isfinite(v) else float(f"{v:.{digits}g}") for v in np.asarray(values, dtype=float).tolist()]
+    """A JSON-able list: rounded to ``digits`` significant digits (payload size), NaN -> None.
+    Vectorised (the compare page rounds some 10^5 values): each value becomes an integer
+    times a power of ten, an exactly rounded division or product, so it prints as short as
+    ``f"{v:.4g}"`` would."""
+    v = np.asarray(values, dtype=float)
+    finite = np.isfinite(v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        places = digits - 1 - np.floor(np.log10(np.abs(np.where(finite & (v != 0), v, 1.0)))).astype(int)
+    up = places >= 0
+    rounded = np.where(
+        up, np.rint(v * 10.0 ** np.where(up, places, 0)) / 10.0 ** np.where(up, places, 0),
+        np.rint(v / 10.0 ** np.where(up, 0, -places)) * 10.0 ** np.where(up, 0, -places),
+    )
+    out: list[float | None] = rounded.tolist()
+    for i in np.flatnonzero(~finite):
+        out[i] = None
+    return out

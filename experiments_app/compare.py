@@ -4,6 +4,14 @@ each experiment's mean ± 95% band across its seeds, the summary table and the c
 The page, its JSON and its CSV exports all come from ``comparison_build``, so an export is
 exactly what is shown, and the URL's query string (runs, experiments, metric, smoothing)
 rebuilds the same view.
+
+Curves are downsampled in the database (``selectors.metric_curves``): a run of more events
+than ``analysis.points_per_curve`` allows (500, fewer when many runs share the chart) is drawn
+as chunks of consecutive events, each its mean with its minimum and maximum, so the page
+never loads every point. Smoothing, the bands and the
+area under the curve are computed on those points (exact for a run drawn whole). As in
+W&B's and MLflow's chart exports, the exports hold the downsampled points; a run's every
+point is in the API (``/api/runs/<id>/metrics/``).
 """
 
 from __future__ import annotations
@@ -52,22 +60,27 @@ def experiment_config(experiment: Experiment) -> dict[str, Any]:
     }
 
 
-def _curve_payload(x: np.ndarray, raw: np.ndarray, smoothed: np.ndarray | None) -> dict[str, Any]:
-    """The curve cut to at most MAX_POINTS points (each bucket's lowest and highest raw value);
-    the smoothed values are taken at the same steps so both share one x."""
-    keep = analysis.minmax_indices(raw, analysis.MAX_POINTS)
+def _curve_payload(curve: selectors.Curve | None, smoothed: np.ndarray | None) -> dict[str, Any]:
+    """The run's downsampled curve: ``raw`` the mean of each point's events, ``min``/``max``
+    their least and greatest values (None when every point is one event), ``smoothed`` at the
+    same steps, ``points`` how many events the curve stands for."""
+    if curve is None:
+        return {"x": [], "raw": [], "min": None, "max": None, "smoothed": None if smoothed is None else [], "points": 0}
+    bucketed = bool(np.any(curve.n > 1))
     return {
-        "x": x[keep].astype(int).tolist(),
-        "raw": analysis.finite_or_none(raw[keep]),
-        "smoothed": analysis.finite_or_none(smoothed[keep]) if smoothed is not None else None,
-        "points": int(len(x)),
+        "x": np.rint(curve.x).astype(int).tolist(),
+        "raw": analysis.finite_or_none(curve.y),
+        "min": analysis.finite_or_none(curve.low) if bucketed else None,
+        "max": analysis.finite_or_none(curve.high) if bucketed else None,
+        "smoothed": analysis.finite_or_none(smoothed) if smoothed is not None else None,
+        "points": int(curve.n.sum()),
     }
 
 
-def _run_summary(run: Run, returns: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+def _run_summary(run: Run, returns: selectors.Curve | None) -> dict[str, Any]:
     summary = run.summary or {}
     row: dict[str, Any] = {key: summary.get(key) for key in SUMMARY_KEYS}
-    row["auc"] = analysis.area_under_curve(*returns) if returns is not None else None
+    row["auc"] = analysis.area_under_curve(returns.x, returns.y) if returns is not None else None
     return row
 
 
@@ -80,15 +93,13 @@ def comparison_build(
     runs = selectors.compare_runs(user=user, run_ids=run_ids, experiment_ids=experiment_ids)
     if len(runs) > MAX_COMPARE_RUNS:
         raise TooManyRuns(f"at most {MAX_COMPARE_RUNS} runs can be compared at once ({len(runs)} chosen)")
-    ids = [run.pk for run in runs]
-    curves = selectors.metric_curves(run_ids=ids, metric=metric)
-    returns = curves if metric == "mean_return" else selectors.metric_curves(run_ids=ids, metric="mean_return")
+    points = analysis.points_per_curve(len(runs))
+    curves = selectors.metric_curves(runs=runs, metric=metric, points=points)
+    returns = curves if metric == "mean_return" else selectors.metric_curves(runs=runs, metric="mean_return", points=points)
 
-    smoothed: dict[int, np.ndarray] = {}
+    smoothed: dict[int, np.ndarray] = {pk: analysis.ema(curve.y, smoothing) for pk, curve in curves.items()}
     run_rows = []
     for run in runs:
-        x, y = curves.get(run.pk, (np.empty(0), np.empty(0)))
-        smoothed[run.pk] = analysis.ema(y, smoothing)
         run_rows.append(
             {
                 "id": run.pk,
@@ -96,7 +107,7 @@ def comparison_build(
                 "experiment_id": run.experiment_id,
                 "seed": run.seed,
                 "status": run.status,
-                **_curve_payload(x, y, smoothed[run.pk] if smoothing else None),
+                **_curve_payload(curves.get(run.pk), smoothed.get(run.pk, np.empty(0)) if smoothing else None),
                 "summary": _run_summary(run, returns.get(run.pk)),
             }
         )
@@ -109,7 +120,7 @@ def comparison_build(
     summaries = {row["id"]: row["summary"] for row in run_rows}
     experiment_rows = []
     for experiment_id, group in members.items():
-        seeds = [(curves[r.pk][0], smoothed[r.pk]) for r in group if r.pk in curves]
+        seeds = [(curves[r.pk].x, smoothed[r.pk]) for r in group if r.pk in curves]
         band = analysis.band(seeds)
         experiment_rows.append(
             {
@@ -188,7 +199,7 @@ def comparison_curves_csv(comparison: dict[str, Any]) -> str:
     """The charted curves in long form: one row per point of each curve."""
     rows: list[list[Any]] = [["series", "id", "label", "curve", "timestep", comparison["metric"]]]
     for run in comparison["runs"]:
-        for curve in ("raw", "smoothed"):
+        for curve in ("raw", "min", "max", "smoothed"):
             if run[curve] is not None:
                 rows += [["run", run["id"], run["label"], curve, x, v] for x, v in zip(run["x"], run[curve])]
     for experiment in comparison["experiments"]:

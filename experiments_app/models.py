@@ -190,3 +190,29 @@ class Hint(models.Model):
     class Meta:
         ordering = ["run", "seq"]
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="hint_unique_run_seq")]
+
+
+class MetricRollup(models.Model):
+    """One charted metric of a run's METRICS rows whose seq lies in
+    [chunk << level, (chunk + 1) << level): how many rows have a value, the sum of their
+    timesteps, and the sum, least and greatest of their values. Kept up to date with the rows
+    (``rollups.metric_rollups_refresh``, inside ``services.run_record_events``) for every level
+    from ``rollups.LEVEL_MIN`` up, so the compare page reads at most a few hundred of these a
+    run instead of all its rows."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    metric = models.CharField(max_length=20)
+    level = models.PositiveSmallIntegerField()
+    chunk = models.BigIntegerField()
+    n = models.IntegerField()
+    timestep_sum = models.FloatField()
+    value_sum = models.FloatField()
+    value_min = models.FloatField()
+    value_max = models.FloatField()
+
+    class Meta:
+        # Its index serves the refresh (run, metric, level, chunk range) and the compare read
+        # (runs, metric, level).
+        constraints = [
+            models.UniqueConstraint(fields=["run", "metric", "level", "chunk"], name="metricrollup_unique_chunk")
+        ]

@@ -19,16 +19,28 @@ URGENT = frozenset(
 )
 """Kinds that change what the run page says about the run: written at once."""
 
+RETRY_S = 1.0
+"""How long the background writer waits after a failed write before trying again."""
+
 
 class DatabaseSink:
     """Buffers a run's events and writes them in batches (``services.run_record_events``: one
-    transaction, then one channel-layer message): when ``flush_interval_s`` has passed since the
-    last write, when ``max_batch`` events wait, on an urgent kind, and on ``close``.
+    transaction, then one channel-layer message). No event waits more than
+    ``flush_interval_s`` before its batch is written: a background writer thread writes what is
+    pending once the oldest of it is that old, so an event the engine emits just before a
+    silent stretch (the PROGRESS closing a rollout, while the next rollout or an evaluation
+    runs) reaches the page within that time, not with the engine's next event. Events emitted
+    together (a rollout's METRICS and PROGRESS) share one batch. Urgent kinds, a batch of
+    ``max_batch`` events and ``close`` are written at once, on the emitting thread when it is
+    the thread that created the sink; from other threads (the teacher's fault reports) they
+    go to the background writer without delay. Writes never overlap and go in seq order.
+
+    A failed write raises from the creating thread's write (so the engine fails the run, as
+    for any error); the background writer puts the batch back and tries again after
+    ``RETRY_S``.
 
     Frames are never stored: at most one per ``frame_interval_s`` goes straight to the channel
-    layer, the rest are dropped. Only the thread that created the sink writes (it owns one
-    database connection); events from other threads, such as the teacher's fault reports,
-    wait for that thread's next write or for ``close``.
+    layer, the rest are dropped.
 
     With ``heartbeat_s`` set, a background thread refreshes the run's ``heartbeat_at`` at that
     interval until ``close``, also while the engine is silent (loading a model, evaluating).
@@ -38,7 +50,7 @@ class DatabaseSink:
         self,
         run_id: int,
         *,
-        flush_interval_s: float = 0.5,
+        flush_interval_s: float = 0.02,
         max_batch: int = 200,
         frame_interval_s: float = 0.1,
         stop_poll_s: float = 1.0,
@@ -50,13 +62,18 @@ class DatabaseSink:
         self.frame_interval_s = frame_interval_s
         self.stop_poll_s = stop_poll_s
         self._owner = threading.get_ident()
-        self._lock = threading.Lock()
+        self._pending = threading.Condition()  # guards _buffer, _oldest, _due_now, _closing
         self._buffer: list[Event] = []
-        self._last_flush = time.monotonic()
+        self._oldest = 0.0  # monotonic time the oldest buffered event arrived
+        self._due_now = False  # an urgent event from another thread waits for the writer
+        self._closing = False
+        self._write = threading.Lock()  # one write at a time, each taking all that is pending
         self._last_frame = float("-inf")
         self._last_stop_poll = float("-inf")
         self._stop = False
         self._closed = threading.Event()
+        self._writer = threading.Thread(target=self._write_when_due, name=f"run-{run_id}-writer", daemon=True)
+        self._writer.start()
         self._heartbeat: threading.Thread | None = None
         if heartbeat_s:
             self._heartbeat = threading.Thread(
@@ -71,20 +88,33 @@ class DatabaseSink:
                 self._last_frame = now
                 services.run_frame_publish(run_id=self.run_id, event=event)
             return
-        with self._lock:
+        at_once = event.kind in URGENT
+        with self._pending:
+            if not self._buffer:
+                self._oldest = now
             self._buffer.append(event)
-            pending = len(self._buffer)
-        if threading.get_ident() != self._owner:
-            return
-        if event.kind in URGENT or pending >= self.max_batch or now - self._last_flush >= self.flush_interval_s:
+            at_once = at_once or len(self._buffer) >= self.max_batch
+            if at_once and threading.get_ident() != self._owner:
+                self._due_now = True
+            self._pending.notify()
+        if at_once and threading.get_ident() == self._owner:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            batch, self._buffer = self._buffer, []
-        self._last_flush = time.monotonic()
-        if batch:
-            services.run_record_events(run_id=self.run_id, events=batch)
+        """Write everything buffered now, on the calling thread; raises what the write raised,
+        the events kept for the next write."""
+        with self._write:
+            with self._pending:
+                batch, self._buffer, self._due_now = self._buffer, [], False
+            if not batch:
+                return
+            try:
+                services.run_record_events(run_id=self.run_id, events=batch)
+            except BaseException:
+                with self._pending:
+                    self._buffer[:0] = batch
+                    self._oldest = time.monotonic()
+                raise
 
     def should_stop(self) -> bool:
         """True once a stop was requested; asks the database at most every ``stop_poll_s``."""
@@ -95,10 +125,40 @@ class DatabaseSink:
         return self._stop
 
     def close(self) -> None:
-        self.flush()
-        self._closed.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join(timeout=10)
+        with self._pending:
+            self._closing = True
+            self._pending.notify()
+        self._writer.join(timeout=60)
+        try:
+            self.flush()
+        finally:
+            self._closed.set()
+            if self._heartbeat is not None:
+                self._heartbeat.join(timeout=10)
+
+    def _write_when_due(self) -> None:
+        """The background writer: sleeps until the oldest buffered event is
+        ``flush_interval_s`` old (or an urgent one from another thread arrives), then writes
+        all that is buffered. Leaves the rest to ``close``."""
+        try:
+            while True:
+                with self._pending:
+                    while not self._closing and not (self._buffer and (self._due_now or self._due_in() <= 0)):
+                        self._pending.wait(self._due_in() if self._buffer else None)
+                    if self._closing:
+                        return
+                try:
+                    self.flush()
+                except Exception:
+                    logger.warning("writing events of run %s failed; retrying in %.0f s", self.run_id, RETRY_S, exc_info=True)
+                    connection.close()
+                    with self._pending:
+                        self._pending.wait_for(lambda: self._closing, timeout=RETRY_S)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def _due_in(self) -> float:
+        return self._oldest + self.flush_interval_s - time.monotonic()
 
     def _beat(self, interval_s: float) -> None:
         try:

@@ -1,6 +1,7 @@
-// The compare page: draws what the server computed (downsampled curves, smoothing, bands);
-// changing the metric or the smoothing asks the server again (?format=json) and keeps the URL
-// in step, so a copied URL reproduces the view. Labels reach Plotly as data, never as HTML.
+// The compare page: draws what the server computed (downsampled curves with each point's
+// min-max range, smoothing, bands); changing the metric or the smoothing asks the server again
+// (?format=json) and keeps the URL in step, so a copied URL reproduces the view. Labels reach
+// Plotly as data, never as HTML.
 (function () {
   "use strict";
 
@@ -32,12 +33,18 @@
     const traces = [];
     data.runs.forEach((run, i) => {
       const name = plain(run.label);
+      if (run.min) {
+        // A downsampled run: each point's least-to-greatest range, as one faded area behind it.
+        traces.push({ x: run.x.concat(run.x.slice().reverse()), y: run.max.concat(run.min.slice().reverse()),
+                      mode: "lines", fill: "toself", fillcolor: fade(color(i), 0.15), line: { width: 0 },
+                      name, showlegend: false, hoverinfo: "skip", legendgroup: "r" + run.id });
+      }
       if (run.smoothed) {
         traces.push({ x: run.x, y: run.raw, mode: "lines", line: { color: fade(color(i), 0.25), width: 1 },
                       name, showlegend: false, hoverinfo: "skip", legendgroup: "r" + run.id });
         traces.push({ x: run.x, y: run.smoothed, mode: "lines", line: { color: color(i), width: 2 }, name, legendgroup: "r" + run.id });
       } else {
-        traces.push({ x: run.x, y: run.raw, mode: "lines", line: { color: color(i), width: 1.5 }, name });
+        traces.push({ x: run.x, y: run.raw, mode: "lines", line: { color: color(i), width: 1.5 }, name, legendgroup: "r" + run.id });
       }
     });
     return traces;

@@ -4,8 +4,6 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from experiments_app import analysis
 
@@ -18,27 +16,6 @@ def test_ema_follows_the_recursion_and_zero_is_identity():
     assert analysis.ema(np.array([3.0]), 0.9).tolist() == [3.0]
     with pytest.raises(ValueError):
         analysis.ema(y, 1.0)
-
-
-def test_minmax_keeps_ends_the_spike_and_the_dip():
-    y = np.zeros(1000)
-    y[537], y[812] = 10.0, -3.0
-    kept = analysis.minmax_indices(y, 50)
-    assert len(kept) <= 50 and kept[0] == 0 and kept[-1] == 999
-    assert 537 in kept and 812 in kept
-    assert np.all(np.diff(kept) > 0)
-    assert analysis.minmax_indices(y[:10], 50).tolist() == list(range(10))
-    ramp = analysis.minmax_indices(np.arange(1000.0), 50)
-    assert len(ramp) == 50, "a monotone curve gets both ends of every bucket"
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=1500), st.integers(4, 600))
-def test_minmax_never_ships_more_than_the_threshold(values, threshold):
-    y = np.array(values)
-    kept = analysis.minmax_indices(y, threshold)
-    assert len(kept) <= threshold and kept[0] == 0 and kept[-1] == len(y) - 1
-    assert y[kept].max() == y.max() and y[kept].min() == y.min(), "extremes survive"
 
 
 def test_align_interpolates_and_leaves_nan_outside_a_curve():
@@ -90,3 +67,8 @@ def test_config_diff_keeps_only_differing_keys():
 
 def test_finite_or_none_rounds_and_maps_nan():
     assert analysis.finite_or_none(np.array([1.23456789, np.nan, np.inf])) == [1.235, None, None]
+
+
+def test_points_per_curve_shares_the_chart_budget():
+    assert analysis.points_per_curve(1) == analysis.points_per_curve(40) == analysis.MAX_POINTS
+    assert analysis.points_per_curve(100) == analysis.MAX_CHART_POINTS // 100

@@ -9,8 +9,8 @@ import pytest
 from django.urls import reverse
 
 from experiments_app import analysis, compare, services
-from experiments_app.models import Metric
-from tests.web.helpers import record_finished_run, small_hyperparameters
+from tests.web.helpers import event, metrics_data, record_finished_run, small_hyperparameters
+from workers.events import EventKind
 
 
 @pytest.fixture
@@ -59,13 +59,19 @@ def test_smoothing_and_other_metrics(alice, two_experiments):
     assert build(alice, experiments=[first.pk], metric="teacher_accuracy")["runs"][0]["x"] == [], "null values are skipped"
 
 
-def test_long_curves_are_downsampled_on_the_server(alice, two_experiments):
+def test_long_curves_are_downsampled_in_the_database(alice, two_experiments):
     run = two_experiments[1].runs.get()
-    Metric.objects.bulk_create(
-        Metric(run=run, seq=100 + i, kind="metrics", timestep=10_000 + i, time=0.0, mean_return=float(i % 7)) for i in range(3000)
-    )
+    values = [float(i % 7) for i in range(1500)]
+    services.run_record_events(run_id=run.pk, events=[
+        event(100 + i, EventKind.METRICS, 10_000 + 8 * i, **metrics_data(v)) for i, v in enumerate(values)
+    ])
     row = build(alice, runs=[run.pk], smoothing=0.9)["runs"][0]
-    assert row["points"] == 3003 and len(row["x"]) == len(row["raw"]) == len(row["smoothed"]) == analysis.MAX_POINTS
+    assert row["points"] == 1503
+    assert 0 < len(row["x"]) == len(row["raw"]) == len(row["min"]) == len(row["smoothed"]) <= analysis.MAX_POINTS
+    assert min(row["min"]) == 0.0 and max(row["max"]) == 6.0, "each point keeps its chunk's extremes"
+    assert row["x"] == sorted(row["x"]) and row["x"][-1] <= 10_000 + 8 * 1499
+    short = build(alice, runs=[two_experiments[0].runs.get(seed=0).pk])["runs"][0]
+    assert short["min"] is None and short["max"] is None, "a run drawn whole has no envelope"
 
 
 def test_other_teams_runs_are_dropped_everywhere(client, bob, two_experiments):

@@ -184,3 +184,58 @@ def test_heartbeat_thread_refreshes_a_running_run(run):
         time.sleep(0.05)
     sink.close()
     assert Run.objects.get(pk=run.pk).heartbeat_at > first
+
+
+def test_an_event_before_a_silence_is_written_within_the_flush_interval(run):
+    """The PROGRESS that closes a rollout must not wait for the engine's next event."""
+    listener = GroupListener(run)
+    sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=0.05)
+    emitted = time.monotonic()
+    sink.emit(event(1, EventKind.METRICS, 128, **metrics_data()))
+    sink.emit(event(2, EventKind.PROGRESS, 128, **progress_data(128)))
+    deadline = emitted + 5
+    while Metric.objects.count() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    written = time.monotonic() - emitted
+    messages = listener.receive_all()
+    sink.close()
+    assert Metric.objects.count() == 2 and written < 1.0
+    assert [[e["seq"] for e in m["events"]] for m in messages] == [[1, 2]], "emitted together, one batch"
+
+
+def test_an_urgent_event_from_another_thread_is_written_without_waiting(run):
+    import threading
+
+    sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=3600)
+    fault = threading.Thread(target=sink.emit, args=(event(1, EventKind.TEACHER_FAULT, 5, error="hung", fallback="student-only"),))
+    fault.start()
+    fault.join()
+    deadline = time.monotonic() + 5
+    while Run.objects.get(pk=run.pk).last_seq != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sink.close()
+    assert Run.objects.get(pk=run.pk).teacher_fault == "hung"
+
+
+def test_a_failed_background_write_is_retried_and_nothing_is_lost(run, monkeypatch):
+    from experiments_app import sink as sink_module
+
+    real = services.run_record_events
+    calls = []
+
+    def fails_once(**kwargs):
+        calls.append([e.seq for e in kwargs["events"]])
+        if len(calls) == 1:
+            raise sink_module.DatabaseError("connection lost")
+        real(**kwargs)
+
+    monkeypatch.setattr(sink_module, "RETRY_S", 0.05)
+    monkeypatch.setattr(sink_module.services, "run_record_events", fails_once)
+    sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=0.01)
+    sink.emit(event(1, EventKind.METRICS, 128, **metrics_data()))
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sink.emit(event(2, EventKind.PROGRESS, 128, **progress_data(128)))
+    sink.close()
+    assert calls[:2] == [[1], [1]] and list(Metric.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2]
