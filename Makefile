@@ -30,5 +30,14 @@ user: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The study of issue 5 (study/spec.py): runs every run not yet done into var/study/<spec>/ (run
+# it again to resume), then writes docs/results/ and the README's Results section.
+.PHONY: study study-quick
+study: install
+	$(PY) -m study run full
+
+study-quick: install
+	$(PY) -m study run quick
+
 clean-venv:
 	rm -rf $(VENV)

@@ -2,54 +2,44 @@
 
     .venv/bin/python benchmarks/modes.py --timesteps 60000 --seeds 5 --workers 2
 
-Each (mode, seed) is one ``workers.engine.train`` run in its own process. Wall time to 0.9
-is read from the run's own events (the PROGRESS event that follows the first METRICS event
-whose training return reached the threshold), so it counts everything the run did up to
-then: loading the teacher, measuring it, every LLM call.
+The runs are a one-level study (``study.runner``: one process per (mode, seed), ``--workers``
+at a time; ``--out`` keeps the run directories, and running again with the same ``--out``
+resumes). The budget is rounded up to whole rollouts, which is what the engine trains anyway.
+Wall time to 0.9 is read from the run's own events (``study.data.wall_s_to_threshold``), so it
+counts everything the run did up to then: loading the teacher, measuring it, every LLM call.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from study.data import load_study  # noqa: E402
+from study.runner import run_study  # noqa: E402
+from study.spec import Level, StudySpec  # noqa: E402
 from workers.config import Mode, RunConfig  # noqa: E402
-from workers.engine import MIN_EPISODES_FOR_THRESHOLD, train  # noqa: E402
-from workers.events import EventKind, ListSink  # noqa: E402
 
 
-def one_run(mode: str, seed: int, timesteps: int, env_id: str, teacher: str) -> dict:
-    config = RunConfig(
-        env_id=env_id,
-        mode=Mode(mode),
-        seed=seed,
-        total_timesteps=timesteps,
-        teacher_model=teacher,
-        frame_interval_s=0.1,  # as when someone watches
-        eval_interval=0,
+def benchmark(env_id: str, modes: list[str], timesteps: int, seeds: int, teacher: str, workers: int, out: Path) -> list[dict]:
+    """Every (mode, seed) run's summary, with ``wall_s_to_0_9``."""
+    settings = {"teacher_model": teacher, "frame_interval_s": 0.1, "eval_interval": 0}  # frames: as when someone watches
+    rollout = RunConfig(**settings).rollout_frames
+    level = Level(env_id, return_threshold=0.9, total_timesteps=-(-timesteps // rollout) * rollout, why="benchmark")
+    spec = StudySpec(
+        name="modes", description="benchmarks/modes.py", levels=(level,), modes=tuple(modes),
+        seeds=tuple(range(seeds)), settings=settings,
     )
-    sink = ListSink()
-    with tempfile.TemporaryDirectory() as out:
-        summary = train(config, sink, out_dir=out)
-    wall_to = None
-    crossed = False
-    for event in sink.events:
-        if event.kind == EventKind.METRICS and not crossed:
-            ret, n = event.data["mean_return"], event.data["episodes"]
-            crossed = ret is not None and n >= MIN_EPISODES_FOR_THRESHOLD and ret >= 0.9
-        elif event.kind == EventKind.PROGRESS and crossed:
-            wall_to = event.data["elapsed_s"]
-            break
-    summary["wall_s_to_0_9"] = wall_to
-    return summary
+    outcome = run_study(spec, out, workers=workers, command=shlex.join([sys.executable, *sys.argv]))
+    if not outcome.complete:
+        sys.exit(f"runs not finished: {outcome.failed or outcome.stopped}")
+    return [{**run.summary, "wall_s_to_0_9": run.wall_s_to_threshold} for run in load_study(out).runs]
 
 
 def _median(values: list) -> float | None:
@@ -100,16 +90,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--teacher", default=RunConfig.teacher_model)
+    parser.add_argument("--out", type=Path, help="keep the run directories here (default: a temporary directory)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/modes.json"))
     args = parser.parse_args()
-    jobs = [(m, s) for m in args.modes.split(",") for s in range(args.seeds)]
-    start = time.time()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = [pool.submit(one_run, m, s, args.timesteps, args.env, args.teacher) for m, s in jobs]
-        summaries = []
-        for (mode, seed), future in zip(jobs, futures):
-            summaries.append(future.result())
-            print(f"done {mode} seed {seed} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+    run = (args.env, args.modes.split(","), args.timesteps, args.seeds, args.teacher, args.workers)
+    if args.out:
+        summaries = benchmark(*run, args.out)
+    else:
+        with tempfile.TemporaryDirectory() as out:
+            summaries = benchmark(*run, Path(out))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summaries, indent=2))
     print(f"{args.env}, {args.timesteps:,} frames per run, {args.seeds} seeds, {args.workers} runs at a time, "

@@ -1,0 +1,128 @@
+"""The study's figures, as Plotly HTML (plotly.js from its CDN, so the files stay small) and
+PNG (kaleido, which drives the system's Chromium):
+
+* ``returns``: per level, the training-return curve of every mode, the IQM across seeds with
+  its stratified bootstrap 95 % band (the tables' statistics), on a grid of one point per
+  rollout, with the level's threshold dashed;
+* ``teacher_accuracy``: per level, the teacher's accuracy on the probe states over training,
+  unidirectional against bidirectional, same statistics.
+
+Seeds are aligned on the grid by linear interpolation (``experiments_app.analysis.align``, as
+on the compare page); a grid point where some seed has no value yet (no finished episode) is
+left out rather than estimated from fewer seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+from experiments_app.analysis import align
+from study import stats
+from study.data import RunData, StudyData
+
+COLORS = {
+    "ppo": "#7f7f7f",
+    "teacher": "#bcbd22",
+    "unidirectional": "#1f77b4",
+    "bidirectional": "#d62728",
+    "oracle": "#2ca02c",
+}
+ACCURACY_MODES = ("unidirectional", "bidirectional")
+
+
+def level_grid(data: StudyData, env_id: str) -> np.ndarray:
+    """One point per rollout, from frame 0 (the teacher's zero-shot accuracy) to the budget."""
+    level = data.spec.level(env_id)
+    rollout = data.spec.config(level, data.spec.modes[0], 0).rollout_frames
+    return np.arange(0, level.total_timesteps + 1, rollout, dtype=float)
+
+
+def band(curves: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray, *, reps: int = 2000, seed: int = 0):
+    """(x, IQM, low, high) across the curves on ``grid``, where every curve has a value."""
+    aligned = align(curves, grid)
+    keep = ~np.isnan(aligned).any(axis=0)
+    if not curves or not keep.any():
+        empty = np.empty(0)
+        return empty, empty, empty, empty
+    point, low, high = stats.bootstrap_ci([aligned[:, keep]], stats.iqm, reps=reps, seed=seed)
+    return grid[keep], point, low, high
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _add_band(fig: go.Figure, col: int, name: str, runs: list[RunData], curve: str, grid: np.ndarray, legend: bool) -> None:
+    x, mid, low, high = band([getattr(r, curve) for r in runs if len(getattr(r, curve)[0])], grid)
+    if not len(x):
+        return
+    color = COLORS.get(name, "#000000")
+    fig.add_trace(
+        go.Scatter(
+            x=np.concatenate([x, x[::-1]]), y=np.concatenate([high, low[::-1]]), fill="toself",
+            mode="lines", fillcolor=_rgba(color, 0.18), line={"width": 0}, hoverinfo="skip", showlegend=False,
+            legendgroup=name,
+        ),
+        row=1, col=col,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=mid, mode="lines", name=f"{name} (n={len(runs)})" if legend else name,
+            line={"color": color, "width": 2}, legendgroup=name, showlegend=legend,
+        ),
+        row=1, col=col,
+    )
+
+
+def _figure(data: StudyData, title: str, y_title: str) -> go.Figure:
+    levels = data.spec.levels
+    fig = make_subplots(rows=1, cols=len(levels), subplot_titles=[level.env_id for level in levels], horizontal_spacing=0.05)
+    fig.update_layout(
+        title=title, template="plotly_white", width=520 * len(levels), height=460,
+        legend={"orientation": "h", "y": -0.18}, margin={"t": 80, "b": 90, "l": 60, "r": 20},
+    )
+    fig.update_xaxes(title_text="frames")
+    fig.update_yaxes(title_text=y_title, col=1)
+    return fig
+
+
+def returns_figure(data: StudyData) -> go.Figure:
+    fig = _figure(data, "Training return: IQM across seeds, 95 % bootstrap band", "return (last 100 episodes)")
+    for col, level in enumerate(data.spec.levels, start=1):
+        grid = level_grid(data, level.env_id)
+        for mode in data.spec.modes:
+            _add_band(fig, col, mode, data.select(level.env_id, mode), "returns", grid, legend=col == 1)
+        fig.add_hline(y=level.return_threshold, line={"dash": "dash", "color": "#444", "width": 1}, row=1, col=col)
+    fig.update_yaxes(range=[0, 1])
+    return fig
+
+
+def accuracy_figure(data: StudyData) -> go.Figure:
+    fig = _figure(data, "Teacher accuracy against the BabyAI bot: IQM across seeds, 95 % bootstrap band", "teacher accuracy")
+    for col, level in enumerate(data.spec.levels, start=1):
+        grid = level_grid(data, level.env_id)
+        for mode in ACCURACY_MODES:
+            if mode in data.spec.modes:
+                _add_band(fig, col, mode, data.select(level.env_id, mode), "accuracy", grid, legend=col == 1)
+    fig.update_yaxes(range=[0, 1])
+    return fig
+
+
+def write_figures(data: StudyData, directory: Path) -> list[Path]:
+    """Both figures as ``<name>.html`` and ``<name>.png`` in ``directory``; the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    figures = {"returns": returns_figure(data), "teacher_accuracy": accuracy_figure(data)}
+    for name, fig in figures.items():
+        fig.write_html(directory / f"{name}.html", include_plotlyjs="cdn")
+    pngs = [directory / f"{name}.png" for name in figures]
+    pio.write_images(  # one Chromium for all of them, at the size the layouts ask for
+        list(figures.values()), pngs,
+        width=[f.layout.width for f in figures.values()], height=[f.layout.height for f in figures.values()],
+    )
+    return [directory / f"{name}.html" for name in figures] + pngs

@@ -1,0 +1,138 @@
+"""The report: aggregates, tests and failure analysis on hand-made runs with known answers,
+then the whole report (study.json, figures, README section) on the tiny real study."""
+
+import json
+
+import numpy as np
+import pytest
+
+from study.aggregate import aggregate
+from study.data import RunData, StudyData, load_study
+from study.failures import analyse, feedback_verdicts, situation_outcomes
+from study.figures import band
+from study.report import BEGIN, END, replace_section, write_report
+from study.spec import RunKey, StudySpec
+from tests.study.tiny import TINY_LEVEL, TINY_SETTINGS, shared_study
+from workers.feedback import FeedbackMemory
+
+ACTIONS = ("left", "right", "forward")
+
+
+def hint(key, answer, feedback_action=None):
+    distribution = {a: (0.8 if a == answer else 0.1) for a in ACTIONS}
+    memory = FeedbackMemory(ACTIONS)
+    feedback = None
+    if feedback_action is not None:
+        memory.load_state_dict({key: {"count": [0, 0, 0], "mean": [0.0] * 3, "verdict": ACTIONS.index(feedback_action)}})
+        feedback = memory.sentence(key)
+    return {"situation_key": key, "situation": f"text of {key}", "distribution": distribution, "feedback": feedback}
+
+
+def run(mode, seed, auc, reached=None, hints=(), acc=(None, None)):
+    x = np.array([128.0, 256.0])
+    return RunData(
+        key=RunKey(TINY_LEVEL, mode, seed),
+        summary={"frames_to_threshold": reached, "final_eval_return": auc, "final_eval_success": 1.0,
+                 "teacher_accuracy_start": acc[0], "teacher_accuracy_end": acc[1], "llm_calls": 0},
+        returns=(x, np.array([auc, auc])),
+        accuracy=(np.empty(0), np.empty(0)),
+        hints=list(hints),
+        teacher_fault=None,
+        wall_s_to_threshold=None,
+    )
+
+
+def test_feedback_sentences_map_back_to_their_action():
+    verdicts = feedback_verdicts(ACTIONS)
+    assert sorted(verdicts.values()) == sorted(ACTIONS)
+    assert verdicts[hint("k", "left", "forward")["feedback"]] == "forward"
+
+
+def test_each_situation_gets_its_outcome_and_cause():
+    right = {"k1": "forward", "k2": "left", "k3": "right", "k4": "forward"}
+    uniform = {**hint("k1", "left"), "distribution": {a: 1 / 3 for a in ACTIONS}}
+    hints = [
+        uniform,  # the teacher had not answered yet: ignored
+        hint("k1", "left"), hint("k1", "forward", "forward"),  # fixed by right feedback
+        hint("k2", "left"), hint("k2", "left"),  # right throughout
+        hint("k3", "left"), hint("k3", "left", "left"),  # the student's verdict is wrong
+        hint("k4", "left"), hint("k4", "right", "forward"),  # right verdict, ignored
+        hint("k5", "left"),  # no bot action known there: not judged
+        hint("k6", "left"),
+    ]
+    outcomes = situation_outcomes(run("bidirectional", 0, 0.5, hints=hints), {**right, "k6": "right"}, feedback_verdicts(ACTIONS))
+    rows = {r["key"]: r for r in outcomes}
+    assert set(rows) == {"k1", "k2", "k3", "k4", "k6"}
+    assert [(rows[k]["outcome"], rows[k]["cause"]) for k in ("k1", "k2", "k3", "k4", "k6")] == [
+        ("fixed", None), ("right", None), ("stays_wrong", "wrong_verdict"), ("stays_wrong", "ignored"),
+        ("stays_wrong", "no_verdict"),
+    ]
+
+
+def test_tests_and_seed_view_on_known_runs():
+    spec = StudySpec(name="t", description="t", levels=(TINY_LEVEL,), modes=("ppo", "bidirectional"), seeds=(0, 1, 2),
+                     settings=TINY_SETTINGS)
+    runs = [run("ppo", s, a, reached=128) for s, a in enumerate([0.6, 0.7, 0.8])]
+    runs += [run("bidirectional", s, a, reached=None, acc=(0.2, 0.5)) for s, a in enumerate([0.1, 0.2, 0.75])]
+    data = StudyData(spec=spec, runs=runs, missing=[], invocations=[])
+    aggregates = aggregate(data, reps=200)
+    level = aggregates["levels"][0]
+    assert level["modes"]["ppo"]["reached"] == 3 and level["modes"]["bidirectional"]["reached"] == 0
+    frames = level["modes"]["bidirectional"]["metrics"]["frames_to_threshold"]
+    assert frames["value"] == frames["low"] == frames["high"] == 256, "censored at the budget"
+    tests = {(t["metric"], t["other"]): t for t in level["tests"]}
+    auc = tests[("auc", "ppo")]
+    # Bidirectional wins 2 of the 9 pairs (0.75 against 0.6 and 0.7).
+    assert auc["a12"] == pytest.approx(2 / 9) and auc["exact"] and auc["p_holm"] == pytest.approx(auc["p_value"])
+    frames_test = tests[("frames_to_threshold", "ppo")]
+    assert frames_test["a12"] == 0.0 and frames_test["p_value"] == pytest.approx(0.1)  # 1 split in 20, two-sided
+    failures = analyse(data, aggregates)["levels"][0]
+    assert {t["metric"] for t in failures["losses"]} == {"auc", "final_eval_return", "frames_to_threshold"}
+    assert [s["lost_to"] for s in failures["seeds"]] == [["ppo"], ["ppo"], ["ppo"]]
+    assert failures["seeds"][2]["auc"] == pytest.approx(0.75)
+    assert failures["situations"]["judged"] == 0
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = shared_study(tmp_path_factory)
+    root = tmp_path_factory.mktemp("report")
+    readme = root / "README.md"
+    readme.write_text(f"# title\n\n{BEGIN}\nold\n{END}\n\n## Layout\n")
+    report = write_report(out, docs=root / "docs" / "results", readme=readme)
+    return report, root, load_study(out)
+
+
+def test_report_writes_study_json_figures_and_the_readme_section(report):
+    report, root, data = report
+    docs = root / "docs" / "results"
+    saved = json.loads((docs / "study.json").read_text())
+    assert {"spec", "runs", "aggregates", "failures", "machine", "commands", "wall_s", "generated", "power"} <= set(saved)
+    assert len(saved["runs"]) == 4 and saved["missing"] == [] and saved["commands"][0] == "pytest"
+    assert saved["machine"]["cpu_count"] >= 1 and saved["machine"]["torch"]
+    for name in ("returns", "teacher_accuracy"):
+        assert (docs / f"{name}.html").stat().st_size > 1000
+        assert (docs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (root / "README.md").read_text()
+    assert text.startswith("# title\n\n" + BEGIN) and text.endswith(END + "\n\n## Layout\n") and "\nold\n" not in text
+    assert "## Results" in text and "| mode | runs | reached | frames to threshold |" in text
+    assert "](docs/results/returns.png)" in text and "Wall time" in text and "`pytest`" in text
+    ppo = report["aggregates"]["levels"][0]["modes"]["ppo"]
+    assert ppo["runs"] == 2 and ppo["metrics"]["final_eval_return"]["n"] == 2
+    assert ppo["metrics"]["teacher_accuracy_end"]["value"] is None
+
+
+def test_readme_without_markers_is_refused(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="no <!-- study:begin -->"):
+        replace_section(readme, "x")
+
+
+def test_curve_band_aligns_seeds_and_skips_points_some_seed_lacks():
+    grid = np.array([100.0, 200.0, 300.0, 400.0])
+    curves = [(np.array([100.0, 400.0]), np.array([0.0, 0.6])), (np.array([200.0, 400.0]), np.array([0.2, 0.6]))]
+    x, mid, low, high = band(curves, grid)
+    # At 100 the second seed has no value yet; at 200 the first is interpolated to 0.2.
+    assert x.tolist() == [200.0, 300.0, 400.0]
+    assert mid == pytest.approx([0.2, 0.4, 0.6]) and low == pytest.approx(mid) and high == pytest.approx(mid)
