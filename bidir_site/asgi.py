@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP to Django, WebSockets (same-origin, with the session's user) to the
-channels consumers."""
+channels consumers. The process also sweeps stale runs (``experiments_app.sweeper``), so a run
+whose worker died is marked interrupted even while no worker is alive."""
 
 import os
 
@@ -13,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from experiments_app.routing import websocket_urlpatterns  # noqa: E402
+from experiments_app.sweeper import start_stale_run_sweeper  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -20,3 +22,4 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+start_stale_run_sweeper()

@@ -3,15 +3,24 @@
 DATABASE_URL   any dj-database-url URL; default SQLite at var/db.sqlite3
 REDIS_URL      Celery broker and channels_redis layer; unset: in-process fallbacks, fit only for
                a single process (``scripts/run_local.py`` always sets it)
-SECRET_KEY     required unless DEBUG is on: production refuses the development key
-DEBUG          1/true/yes/on to enable
+SECRET_KEY     required unless DEBUG is on: production refuses to start without one of its own
+DEBUG          1/true/yes/on to enable (local development only: ``make run`` turns it on)
 ALLOWED_HOSTS  comma-separated; default localhost names when DEBUG is on, none otherwise
 CSRF_TRUSTED_ORIGINS  comma-separated origins, when served behind a proxy under another name
-SECURE_COOKIES 1 when served over HTTPS: session and CSRF cookies only over HTTPS
+Production (DEBUG off) is HTTPS-only by default; with DEBUG on these all default to off:
+SECURE_SSL_REDIRECT      redirect http:// to https:// (default on; /healthz is exempt, for probes)
+SECURE_PROXY_SSL_HEADER  behind a proxy that terminates TLS, the header it sets on HTTPS requests,
+                         e.g. "X-Forwarded-Proto: https" (only if the proxy sets or strips it on
+                         every request); unset: the connection's own scheme
+SECURE_COOKIES           session and CSRF cookies only over HTTPS (default on)
+SECURE_HSTS_SECONDS      Strict-Transport-Security max-age (default 31536000, a year; 0: no header)
+SECURE_HSTS_INCLUDE_SUBDOMAINS, SECURE_HSTS_PRELOAD  that header's directives (default on)
 LOG_LEVEL      default INFO
 BIDIR_RUNS_DIR where runs write checkpoints and summaries; default runs/
 BIDIR_STALE_AFTER_S  a running run whose heartbeat is older than this is interrupted (default 20;
                      the sink beats every 5 s)
+BIDIR_STALE_SWEEP_S  how often each web process and each worker looks for such runs (default 5;
+                     0: never)
 """
 
 from __future__ import annotations
@@ -33,6 +42,18 @@ def env_bool(name: str, default: bool = False) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_header(name: str) -> tuple[str, str] | None:
+    """``"X-Forwarded-Proto: https"`` -> ("HTTP_X_FORWARDED_PROTO", "https"), the header as
+    request.META names it, and its value; None when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, sep, value = raw.partition(":")
+    if not sep or not header.strip() or not value.strip():
+        raise ImproperlyConfigured(f'{name} must look like "X-Forwarded-Proto: https", not {raw!r}')
+    return "HTTP_" + header.strip().upper().replace("-", "_"), value.strip()
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if not raw:
@@ -45,7 +66,10 @@ DEBUG = env_bool("DEBUG")
 DEVELOPMENT_SECRET_KEY = "django-insecure-bidir-development-key-never-use-in-production"
 SECRET_KEY = os.environ.get("SECRET_KEY") or DEVELOPMENT_SECRET_KEY
 if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (production mode)")
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set when DEBUG is off (production mode), to a secret of its own, e.g. the "
+        "output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'. For local development, set DEBUG=1."
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -135,8 +159,14 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES")
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_PROXY_SSL_HEADER = env_header("SECURE_PROXY_SSL_HEADER")
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS") or (0 if DEBUG else 365 * 24 * 3600))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 X_FRAME_OPTIONS = "DENY"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -145,7 +175,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # A consumer waits for its messages in blocking pops of 5 s (channels_redis's
+            # brpop_timeout); redis-py's default 5 s socket timeout cut those reads short and
+            # dropped every WebSocket that had nothing to receive for 5 s. Longer than a pop,
+            # still bounded.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "capacity": 1000, "expiry": 30},
         }
     }
 else:
@@ -161,6 +195,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 RUNS_DIR = Path(os.environ.get("BIDIR_RUNS_DIR") or BASE_DIR / "runs")
 STALE_AFTER_S = float(os.environ.get("BIDIR_STALE_AFTER_S", "20"))
+STALE_SWEEP_S = float(os.environ.get("BIDIR_STALE_SWEEP_S", "5"))
 MAX_SEEDS_PER_EXPERIMENT = 16
 
 LOGGING = {

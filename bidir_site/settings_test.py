@@ -13,3 +13,16 @@ WHITENOISE_AUTOREFRESH = True
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 # Tests never reach a real broker: queued tasks are recorded by tests/web/conftest.py.
 CELERY_BROKER_URL = "memory://"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file (one per test process), not Django's shared-cache in-memory database: there, while
+    # a background thread writes (the sink's writer, the heartbeat), a read on another thread
+    # fails at once with "database table is locked"; a file in WAL mode, as in production,
+    # lets it read, and makes writers wait for each other.
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {"NAME": f"{tempfile.gettempdir()}/bidir-test-{os.getpid()}.sqlite3"}  # noqa: F405
+# No stale-run sweeper thread in the test process: tests sweep explicitly.
+STALE_SWEEP_S = 0
+# Tests speak plain HTTP (the test client, live servers): none of production's HTTPS-only defaults.
+SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0

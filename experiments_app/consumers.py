@@ -1,17 +1,26 @@
 """A run's live channel. The client connects to ``ws/runs/<id>/`` and sends
 ``{"type": "backfill", "last_seq": n}`` (n: the highest stored event it holds, 0 at first); the
-server answers with every stored event after n, then the run's state, then streams.
+server joins the run's group, then answers with every stored event after n and the run's state
+marked ``"backfill": true``, and streams live updates from then on. The client may send the
+same request again at any time (it does, every few seconds): that heals any live message the
+channel layer lost, and joins the group again, which a Redis that lost its data has forgotten.
+A back-fill waits at most JOIN_TIMEOUT_S for the channel layer: while Redis hangs, it still
+answers, from the database.
 
 Messages to the client:
   {"type": "events", "events": [event, ...]}  stored events in seq order (may repeat ones the
                                                client has: it ignores seq <= its last_seq)
-  {"type": "run", "run": {...}}               the run's state (selectors.run_state)
+  {"type": "run", "run": {...}}               the run's state (selectors.run_state); with
+                                               "backfill": true it ends a back-fill answer
   {"type": "frame", "event": event}           a live frame; frames are never back-filled
+Frames that are not JSON text, and JSON that is not a back-fill request, are ignored.
 Close codes: 4401 not logged in, 4403 not one of the user's runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -20,7 +29,10 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from experiments_app import selectors
 from experiments_app.models import Run
 
+logger = logging.getLogger(__name__)
+
 BACKFILL_CHUNK = 2000
+JOIN_TIMEOUT_S = 2.0
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -39,14 +51,22 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4403)
             return
         self.run_id = run_id
-        # Join before back-filling: an event stored after the back-fill's query still arrives
-        # through the group (the consumer handles one message at a time, so it comes after).
         self.group = run.group_name
-        await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Frames that are not JSON text are ignored, like JSON this consumer cannot use: a bad
+        frame must not cost the page its connection."""
+        if text_data is None:
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            return
+        await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if self.group is None or not isinstance(content, dict) or content.get("type") != "backfill":
@@ -54,14 +74,29 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         last_seq = content.get("last_seq", 0)
         if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
             last_seq = 0
+        await self._join()
         events, state = await database_sync_to_async(self._backfill)(last_seq)
         for start in range(0, len(events), BACKFILL_CHUNK):
             await self.send_json({"type": "events", "events": events[start : start + BACKFILL_CHUNK]})
-        await self.send_json({"type": "run", "run": state})
+        await self.send_json({"type": "run", "run": state, "backfill": True})
+
+    async def _join(self) -> None:
+        """Join the run's group (idempotent), before the back-fill's read: an update sent after
+        the join arrives through the group, after the back-fill (one message is handled at a
+        time); one sent before it was stored before the read, so the back-fill carries it.
+        Joining only here, not on connect, keeps live events from overtaking the first
+        back-fill: the client would take them for all it missed and skip the rest. Best
+        effort: without the channel layer the back-fill still answers, from the database."""
+        try:
+            await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name), JOIN_TIMEOUT_S)
+        except Exception:
+            logger.warning("could not join %s: back-fill only until the next request", self.group, exc_info=True)
 
     def _backfill(self, last_seq: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        events = selectors.run_events_since(run_id=self.run_id, after_seq=last_seq)
-        return events, selectors.run_state(run=Run.objects.get(pk=self.run_id))
+        # The state first: everything stored up to it is in the events read next, so a state
+        # that says the run is final comes with all of the run's events.
+        state = selectors.run_state(run=Run.objects.get(pk=self.run_id))
+        return selectors.run_events_since(run_id=self.run_id, after_seq=last_seq), state
 
     async def run_update(self, message: dict[str, Any]) -> None:
         if message.get("events"):

@@ -18,9 +18,13 @@ from experiments_app.selectors import COMPARABLE, ListFilters, team_list
 from workers.config import DEFAULT_ENV, Mode, RunConfig
 
 HP_PREFIX = "hp_"
-SEEDS_PATTERN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+SEEDS_PATTERN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$", re.ASCII)  # "٣" is no seed
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 40
+MAX_TAGS_INPUT_LENGTH = 1000
+"""The comma-separated tags as typed: room for MAX_TAGS tags of MAX_TAG_LENGTH characters."""
+MAX_TEXT_LENGTH = 10_000
+"""Descriptions and notes: a page of text, not a data store."""
 
 
 def level_choices() -> list[tuple[str, str]]:
@@ -109,13 +113,13 @@ class LaunchForm(forms.Form):
 
     name = forms.CharField(max_length=200)
     team = forms.ModelChoiceField(queryset=None, empty_label=None)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=MAX_TEXT_LENGTH)
     env_id = forms.ChoiceField(label="Level", initial=DEFAULT_ENV)
     mode = forms.ChoiceField(initial=Mode.BIDIRECTIONAL.value, help_text="Who teaches whom.")
     teacher_model = forms.ChoiceField(label="Teacher model", required=False, help_text="The LLM; only the ppo and oracle modes need none.")
-    seeds = forms.CharField(initial="0", help_text='One run per seed: "0, 1, 2" or "0-4".')
-    tags = forms.CharField(required=False, help_text="Comma-separated.")
-    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    seeds = forms.CharField(initial="0", max_length=200, help_text='One run per seed: "0, 1, 2" or "0-4".')
+    tags = forms.CharField(required=False, max_length=MAX_TAGS_INPUT_LENGTH, help_text="Comma-separated.")
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=MAX_TEXT_LENGTH)
 
     def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -213,7 +217,8 @@ class IdListField(forms.Field):
         parts = [p.strip() for raw in (value or []) for p in str(raw).split(",") if p.strip()]
         ids: list[int] = []
         for part in parts:
-            if not part.isdigit() or len(part) > 18:
+            # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+            if not (part.isascii() and part.isdigit()) or len(part) > 18:
                 raise forms.ValidationError(f"{part[:20]!r} is not an id")
             ids.append(int(part))
         if len(ids) > MAX_IDS:
@@ -267,10 +272,19 @@ class CompareQueryForm(forms.Form):
 
 
 class ExperimentNotesForm(forms.Form):
-    """What any team member may change on an experiment."""
+    """What any team member may change on an experiment. Both fields must be in the request,
+    empty or not: the form replaces both, so a request without them (a script's JSON body, a
+    truncated post) would otherwise erase the notes."""
 
-    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
-    tags = forms.CharField(required=False, help_text="Comma-separated.")
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=MAX_TEXT_LENGTH)
+    tags = forms.CharField(required=False, max_length=MAX_TAGS_INPUT_LENGTH, help_text="Comma-separated.")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for name in self.fields:
+            if name not in self.data:
+                self.add_error(name, "is missing from the request (send it empty to clear it)")
+        return data
 
     def clean_tags(self) -> list[str]:
         return parse_tags(self.cleaned_data["tags"])

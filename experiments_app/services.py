@@ -8,6 +8,7 @@ import asyncio
 import logging
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -25,7 +26,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from experiments_app.models import Experiment, Hint, Membership, Metric, Run, Team
+from experiments_app import rollups
+from experiments_app.models import Experiment, Hint, Membership, Metric, MetricRollup, Run, Team
 from experiments_app.selectors import run_state, user_can_manage
 from workers.config import Mode
 from workers.events import Event, EventKind
@@ -101,9 +103,12 @@ def experiment_create(
     description: str = "",
     tags: Sequence[str] = (),
     notes: str = "",
+    enqueue: bool = True,
 ) -> Experiment:
     """The experiment and one queued run per seed. Raises PermissionDenied unless ``owner`` is
-    in ``team``, ValidationError for an invalid configuration."""
+    in ``team``, ValidationError for an invalid configuration. ``enqueue=False`` leaves the runs
+    unqueued: for runs trained elsewhere whose events are then recorded with
+    ``run_record_events`` (``manage.py import_study``)."""
     if not Membership.objects.filter(team=team, user=owner).exists():
         raise PermissionDenied("you are not a member of this team")
     if not seeds or len(set(seeds)) != len(seeds):
@@ -121,12 +126,30 @@ def experiment_create(
         notes=notes,
     )
     experiment.full_clean()
+    if Mode(mode).uses_llm:
+        _teacher_model_check(teacher_model)
     experiment.save()
     total = int(hyperparameters["total_timesteps"])
     for seed in seeds:
         run = Run.objects.create(experiment=experiment, seed=seed, total_timesteps=total)
-        run_enqueue(run=run)
+        if enqueue:
+            run_enqueue(run=run)
     return experiment
+
+
+def _teacher_model_check(teacher_model: str) -> None:
+    """Refuse, before any run is queued, a teacher model its runs could not load: neither an
+    installed model nor a file inside the model directories, missing, or not a GGUF file.
+    (A file that fails only inside llama.cpp fails its runs at start, with llama.cpp's reason;
+    an installed model assembled on first use is checked then.)"""
+    from workers.teachers import TeacherError, available_models, check_gguf, resolve_model
+
+    try:
+        path = available_models().get(teacher_model) or resolve_model(teacher_model)
+        if path.exists():
+            check_gguf(path)
+    except (TeacherError, OSError) as exc:
+        raise ValidationError({"teacher_model": str(exc)}) from None
 
 
 @transaction.atomic
@@ -259,6 +282,7 @@ def run_claim(*, run_id: int, worker_host: str, task_id: str) -> Run | None:
 def run_discard_events(*, run: Run) -> None:
     """Forget what an attempt without a checkpoint recorded, before training starts over."""
     Metric.objects.filter(run=run).delete()
+    MetricRollup.objects.filter(run=run).delete()
     Hint.objects.filter(run=run).delete()
     Run.objects.filter(pk=run.pk).update(
         last_seq=0, timesteps=0, fps=None, eta_s=None, teacher_fault="", summary=None, final_eval_return=None
@@ -380,6 +404,9 @@ def run_record_events(*, run_id: int, events: Sequence[Event]) -> None:
             if e.kind == EventKind.HINT
         ]
         Metric.objects.bulk_create(metrics, ignore_conflicts=True)
+        charted = [m.seq for m in metrics if m.kind == Metric.Kind.METRICS]
+        if charted:
+            rollups.metric_rollups_refresh(run_id=run.pk, first_seq=min(charted), last_seq=max(charted))
         Hint.objects.bulk_create(hints, ignore_conflicts=True)
         updates = _run_updates(run, stored)
         updates["last_seq"] = max(run.last_seq, max(e.seq for e in stored))
@@ -419,17 +446,30 @@ def _thread_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+GROUP_SEND_TIMEOUT_S = 2.0
+GROUP_SEND_PAUSE_S = 5.0
+_group_send_paused_until = 0.0
+"""time.monotonic() until which this process sends nothing to the channel layer."""
+
+
 def _group_send(group: str, message: dict[str, Any]) -> None:
-    """Best effort: the data is already stored, and a client that missed a message back-fills
-    it on reconnect, so a channel-layer outage must not fail training."""
+    """Best effort: the data is already stored, and a page that missed a message back-fills it
+    (it asks every few seconds, and on reconnect), so a channel-layer outage must neither fail
+    nor stall training. A send that fails, or hangs longer than GROUP_SEND_TIMEOUT_S (a Redis
+    that stopped answering would otherwise block the training thread for as long as it does),
+    pauses sending from this process for GROUP_SEND_PAUSE_S: messages meanwhile are dropped."""
+    global _group_send_paused_until
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or time.monotonic() < _group_send_paused_until:
         return
     try:
         if isinstance(layer, RedisChannelLayer):
-            _thread_event_loop().run_until_complete(layer.group_send(group, message))
+            send = asyncio.wait_for(layer.group_send(group, message), GROUP_SEND_TIMEOUT_S)
+            _thread_event_loop().run_until_complete(send)
         else:
             # The in-memory layer lives on the consumers' loop: send from there.
             async_to_sync(layer.group_send)(group, message)
     except Exception:
-        logger.warning("channel layer send to %s failed", group, exc_info=True)
+        _group_send_paused_until = time.monotonic() + GROUP_SEND_PAUSE_S
+        logger.warning("channel layer send to %s failed: live updates paused for %g s", group, GROUP_SEND_PAUSE_S,
+                       exc_info=True)

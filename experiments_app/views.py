@@ -49,7 +49,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def experiment_launch(request: HttpRequest) -> HttpResponse:
-    """GET: the form, filled from ``?clone=<experiment id>`` if given. POST: launch."""
+    """GET: the form, filled from ``?clone=<experiment id>`` if given. POST: launch, or 400
+    with the form and its per-field errors (as every form of the site answers bad input)."""
     if request.method == "POST":
         form = LaunchForm(request.POST, user=request.user)
         if form.is_valid():
@@ -60,13 +61,12 @@ def experiment_launch(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, f"Launched {experiment.name}: {len(form.cleaned_data['seeds'])} run(s) queued.")
                 return redirect("experiments:run", run_id=experiment.runs.order_by("seed").first().pk)
-    else:
-        initial = {}
-        clone_id = request.GET.get("clone")
-        if clone_id:
-            initial = LaunchForm.initial_from(_experiment_or_404(request, _int_or_404(clone_id)))
-        form = LaunchForm(initial=initial, user=request.user)
-    return render(request, "experiments/launch.html", {"form": form})
+        return render(request, "experiments/launch.html", {"form": form}, status=400)
+    initial = {}
+    clone_id = request.GET.get("clone")
+    if clone_id:
+        initial = LaunchForm.initial_from(_experiment_or_404(request, _int_or_404(clone_id)))
+    return render(request, "experiments/launch.html", {"form": LaunchForm(initial=initial, user=request.user)})
 
 
 @login_required
@@ -210,8 +210,11 @@ def compare_page(request: HttpRequest) -> HttpResponse:
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database, broker and channel layer answer and a worker replies to ping;
-    503 otherwise. Each check says what it found."""
+    503 otherwise. Public, for load balancers and orchestrators: anonymous callers get each
+    check's verdict only; logged-in users also what it found (hosts, versions, errors)."""
     report = health_report()
+    if not request.user.is_authenticated:
+        report = {name: {"ok": check["ok"]} if isinstance(check, dict) else check for name, check in report.items()}
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
@@ -239,7 +242,7 @@ def _run_or_404(request: HttpRequest, run_id: int) -> Run:
 
 
 def _int_or_404(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise Http404("not an id") from None
+    """An id as URLs write it (ASCII digits only: int() would also take " +1", "1_0" or "١")."""
+    if not (raw.isascii() and raw.isdigit()):
+        raise Http404("not an id")
+    return int(raw)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from pathlib import Path
 
 from celery import shared_task
@@ -25,37 +24,19 @@ def _on_worker_shutting_down(**_: object) -> None:
     _worker_shutting_down.set()
 
 
-STALE_SWEEP_INTERVAL_S = 5.0
-
-
 @worker_ready.connect
 def _on_worker_ready(sender: object = None, **_: object) -> None:
     """A worker that just started runs nothing, so runs still marked running on it (it died
     mid-run under the same node name) are interrupted now, without waiting for their heartbeat
-    to go stale. Then sweep stale runs of any worker, at intervals, from a daemon thread."""
+    to go stale. Then the process sweeps stale runs of any worker (``experiments_app.sweeper``)."""
     from experiments_app.services import run_mark_interrupted
+    from experiments_app.sweeper import start_stale_run_sweeper
 
     hostname = getattr(sender, "hostname", None)
     interrupted = run_mark_interrupted(worker_host=hostname) if hostname else []
     if interrupted:
         logger.warning("runs %s were left running by this worker's previous life: marked interrupted", interrupted)
-    threading.Thread(target=_sweep_stale_runs, name="stale-run-sweeper", daemon=True).start()
-
-
-def _sweep_stale_runs() -> None:
-    from django.db import DatabaseError, connection
-
-    from experiments_app.services import run_mark_interrupted
-
-    while True:
-        try:
-            interrupted = run_mark_interrupted()
-            if interrupted:
-                logger.warning("runs %s lost their worker (stale heartbeat): marked interrupted", interrupted)
-        except DatabaseError:
-            logger.warning("stale-run sweep failed", exc_info=True)
-            connection.close()
-        time.sleep(STALE_SWEEP_INTERVAL_S)
+    start_stale_run_sweeper()
 
 
 @shared_task(bind=True, name="workers.tasks.train_run", acks_late=True, ignore_result=True)

@@ -7,8 +7,19 @@
   let state = JSON.parse(document.getElementById("run-state").textContent);
   let lastSeq = 0; // highest stored event applied; frames are not stored and do not count
   let lastFrameSeq = 0;
-  let retryDelayMs = 1000;
+  // Reconnect with exponential backoff and jitter; the delay resets once a back-fill succeeds
+  // (not on open: a server that accepts and then fails would otherwise be hammered).
+  const RETRY_MIN_MS = 500;
+  const RETRY_MAX_MS = 5000;
+  // While connected, ask again for what was stored after lastSeq every RESYNC_MS: heals live
+  // messages the channel layer lost (Redis lost its data, a channel was full) without a reconnect.
+  // A back-fill unanswered after BACKFILL_TIMEOUT_MS means a dead connection: reconnect.
+  const RESYNC_MS = 10000;
+  const BACKFILL_TIMEOUT_MS = 15000;
+  let retryDelayMs = RETRY_MIN_MS;
   let socket = null;
+  let backfillSentAt = null; // when the unanswered back-fill request was sent, or null
+  let complete = false; // a back-fill answer said the run was final: nothing more can come
 
   const $ = (id) => document.getElementById(id);
 
@@ -203,9 +214,8 @@
     $("eta").textContent = run.status === "running" && run.eta_s !== null ? "ETA " + formatDuration(run.eta_s) : "";
     $("stop-button").disabled = run.final || run.stop_requested || $("stop-button").dataset.locked === "1";
     $("resume-form").hidden = !(run.status === "interrupted" || run.status === "failed");
-    const fault = $("teacher-fault");
-    fault.hidden = !run.teacher_fault;
-    fault.textContent = run.teacher_fault ? "The teacher failed and training went on without it: " + run.teacher_fault : "";
+    $("teacher-fault").hidden = !run.teacher_fault;
+    $("teacher-fault-text").textContent = run.teacher_fault || "";
     const error = $("error");
     error.hidden = !run.error;
     error.textContent = run.error || "";
@@ -232,30 +242,51 @@
     el.className = "connection " + (cls || "");
   }
 
+  function requestBackfill() {
+    backfillSentAt = Date.now();
+    socket.send(JSON.stringify({ type: "backfill", last_seq: lastSeq }));
+  }
+
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + window.location.host + "/ws/runs/" + runId + "/");
     socket.addEventListener("open", () => {
-      retryDelayMs = 1000;
-      setConnection("live", "ok");
-      socket.send(JSON.stringify({ type: "backfill", last_seq: lastSeq }));
+      setConnection("catching up…", "");
+      requestBackfill();
     });
     socket.addEventListener("message", (msg) => {
       const message = JSON.parse(msg.data);
       if (message.type === "events") applyEvents(message.events);
-      else if (message.type === "run") showState(message.run);
-      else if (message.type === "frame") drawFrame(message.event);
+      else if (message.type === "run") {
+        showState(message.run);
+        if (message.backfill) {
+          backfillSentAt = null;
+          complete = message.run.final;
+          retryDelayMs = RETRY_MIN_MS;
+          setConnection("live", "ok");
+        }
+      } else if (message.type === "frame") drawFrame(message.event);
     });
     socket.addEventListener("close", (e) => {
+      backfillSentAt = null;
       if (e.code === 4401 || e.code === 4403) {
         setConnection(e.code === 4401 ? "logged out: reload the page" : "not allowed", "bad");
         return;
       }
       setConnection("reconnecting…", "bad");
-      window.setTimeout(connect, retryDelayMs);
-      retryDelayMs = Math.min(retryDelayMs * 2, 15000);
+      window.setTimeout(connect, retryDelayMs * (0.5 + Math.random() / 2));
+      retryDelayMs = Math.min(retryDelayMs * 2, RETRY_MAX_MS);
     });
   }
+
+  window.setInterval(() => {
+    if (socket.readyState !== WebSocket.OPEN) return;
+    if (backfillSentAt === null) {
+      if (!complete) requestBackfill();
+    } else if (Date.now() - backfillSentAt > BACKFILL_TIMEOUT_MS) {
+      socket.close(); // its close event reconnects
+    }
+  }, RESYNC_MS);
 
   // Stop without leaving the page; the form still works without JavaScript.
   $("stop-form").addEventListener("submit", (e) => {

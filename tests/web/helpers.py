@@ -1,12 +1,17 @@
-"""Builders shared by the web tests: users, hyperparameters and real engine Events."""
+"""Builders shared by the web tests: users, hyperparameters, real engine Events, and the site's URL
+patterns."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth import get_user_model
 
 from experiments_app import services
 from experiments_app.hyperparameters import hyperparameter_defaults
-from experiments_app.models import Membership, Team
+from experiments_app.models import Experiment, Membership, Run, Team
 from workers.events import Event, EventKind
 
 PASSWORD = "a-long-test-password-42"
@@ -70,3 +75,59 @@ def record_finished_run(run, returns, *, frames_per_point: int = 1024, final_eva
                "llm_calls": 7}
     events.append(event(len(returns) + 2, EventKind.RUN_FINISHED, frames_per_point * len(returns), status="succeeded", summary=summary))
     services.run_record_events(run_id=run.pk, events=events)
+
+
+@dataclass(frozen=True)
+class SitePattern:
+    """One URL pattern of the site: its namespaced name (None for an unnamed one), its full
+    regex, its view, and the URL it gives for values of its parameters."""
+
+    name: str | None
+    regex: str
+    params: tuple[str, ...]
+    template: str
+    view: Callable[..., Any]
+
+    @property
+    def key(self) -> str:
+        """The name, or the regex of an unnamed pattern (Django's admin has a few)."""
+        return self.name or self.regex
+
+    def url(self, **values: object) -> str:
+        """The URL with ``values`` for its parameters (others are ignored)."""
+        return "/" + self.template % {name: values[name] for name in self.params}
+
+
+def site_patterns() -> list[SitePattern]:
+    """Every URL pattern of ROOT_URLCONF, included ones too, in resolution order: what the
+    tests that must cover each endpoint enumerate, so that a new one cannot be forgotten."""
+    from django.urls import URLResolver, get_resolver
+    from django.utils.regex_helper import normalize
+
+    def walk(patterns: list, prefix: str, namespaces: tuple[str, ...]) -> list[SitePattern]:
+        found = []
+        for pattern in patterns:
+            regex = prefix + pattern.pattern.regex.pattern.removeprefix("^")
+            if isinstance(pattern, URLResolver):
+                found += walk(pattern.url_patterns, regex, namespaces + ((pattern.namespace,) if pattern.namespace else ()))
+            else:
+                template, params = normalize(regex)[0]
+                name = ":".join([*namespaces, pattern.name]) if pattern.name else None
+                found.append(SitePattern(name, regex, tuple(params), template, pattern.callback))
+        return found
+
+    return walk(get_resolver().url_patterns, "", ())
+
+
+def database_state() -> tuple:
+    """Every table's row count (the app's models and users), and every field a request could
+    change: equal before and after a request that must write nothing."""
+    from django.apps import apps
+
+    models = [get_user_model(), *apps.get_app_config("experiments_app").get_models()]
+    counts = tuple(model.objects.count() for model in models)
+    return (
+        counts,
+        tuple(Experiment.objects.order_by("pk").values_list("name", "description", "notes", "tags")),
+        tuple(Run.objects.order_by("pk").values_list("status", "stop_requested", "task_id", "error")),
+    )

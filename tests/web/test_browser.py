@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,24 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from scripts.run_local import Services, free_port
+from tests.browser import chromium, logged_in_page, needs_chromium, screenshot
 from tests.web.helpers import PASSWORD
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-"""Screenshots the browser tests keep (gitignored; CI leaves them in its clone)."""
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240), needs_chromium]
 
 
 @pytest.fixture(scope="module")
@@ -61,34 +49,14 @@ def stack(tmp_path_factory):
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=90)
+    Services(env).queue_file().unlink(missing_ok=True)  # the launcher's Redis queue, kept in var/
 
 
 @pytest.fixture(scope="module")
 def page(stack):
-    from playwright.sync_api import sync_playwright
-
     base, _, _ = stack
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        page = browser.new_page()
-        page.errors = []
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
-        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
-        page.goto(base + "/")
-        page.fill("#id_username", "tester")
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(base + "/")
-        yield page
-        browser.close()
-
-
-def screenshot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    with chromium() as browser:
+        yield logged_in_page(browser, base, "tester")
 
 
 def launch(page, base: str, name: str, total_timesteps: int, mode: str = "ppo") -> None:

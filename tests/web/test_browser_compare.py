@@ -9,7 +9,8 @@ import os
 import subprocess
 import sys
 
-from tests.web.test_browser import ROOT, page, pytestmark, screenshot, stack  # noqa: F401  (fixtures and marks reused)
+from tests.browser import screenshot
+from tests.web.test_browser import ROOT, page, pytestmark, stack  # noqa: F401  (fixtures and marks reused)
 
 MAKE_RUNS = """
 import django; django.setup()

@@ -63,9 +63,11 @@ def test_backfill_then_live_events_and_frames(run, alice):
         assert backfill["type"] == "events" and [e["seq"] for e in backfill["events"]] == [1, 2, 3]
         assert backfill["events"][0]["data"]["mean_return"] == 0.1
         state = await comm.receive_json_from()
-        assert state == {"type": "run", "run": state["run"]} and state["run"]["last_seq"] == 3
+        assert state == {"type": "run", "run": state["run"], "backfill": True} and state["run"]["last_seq"] == 3
 
-        sink = DatabaseSink(run.pk, heartbeat_s=None, frame_interval_s=0)
+        # A long interval: the batch is written by close(), on this test's thread, where the
+        # in-memory channel layer can wake the consumer (its background writer could not).
+        sink = DatabaseSink(run.pk, heartbeat_s=None, frame_interval_s=0, flush_interval_s=3600)
         live = [
             event(4, EventKind.HINT, 500, **hint_data()),
             event(5, EventKind.FRAME, 510, **frame_data()),
@@ -110,6 +112,8 @@ def test_status_changes_are_pushed(run, alice):
     async def body():
         comm = communicator(run.pk, alice)
         await comm.connect()
+        await comm.send_json_to({"type": "backfill", "last_seq": 0})
+        assert (await comm.receive_json_from())["run"]["status"] == "queued"
         await database_sync_to_async(services.run_request_stop)(run=run)
         message = await comm.receive_json_from()
         assert message["run"]["status"] == "cancelled" and message["run"]["stop_requested"]

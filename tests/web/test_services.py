@@ -114,12 +114,10 @@ def test_a_restarted_worker_interrupts_its_own_runs_even_with_fresh_heartbeats(e
     assert Run.objects.get(pk=other.pk).status == Run.Status.RUNNING
 
 
-def test_worker_ready_signal_marks_the_workers_runs(experiment, monkeypatch):
+def test_worker_ready_signal_marks_the_workers_runs(experiment):
     from types import SimpleNamespace
 
     from workers import tasks
-
-    monkeypatch.setattr(tasks, "_sweep_stale_runs", lambda: None)  # no sweeper thread in tests
 
     run = experiment.runs.first()
     Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, heartbeat_at=timezone.now(), worker_host="local@vm")

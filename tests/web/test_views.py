@@ -72,7 +72,7 @@ def test_launch_form_errors_are_shown(alice_client, team_a, queued):
             **{HP_PREFIX + k: v for k, v in hyperparameter_defaults().items()}, HP_PREFIX + "gamma": "7"}
     response = alice_client.post(reverse("experiments:launch"), data)
     page = response.content.decode()
-    assert response.status_code == 200 and not Experiment.objects.exists() and queued == []
+    assert response.status_code == 400 and not Experiment.objects.exists() and queued == []
     assert "less than or equal to 1.0" in page and "is not a seed" in page
 
 
