@@ -95,6 +95,11 @@ class Run(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     worker_host = models.CharField(max_length=200, blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    attempt = models.PositiveIntegerField(
+        default=0,
+        help_text="Counts the claims of the run by a worker (services.run_claim); the claiming worker writes "
+        "only while the run still carries its attempt.",
+    )
     created = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

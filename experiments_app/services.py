@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from experiments_app import rollups
@@ -258,9 +258,12 @@ def _stale_before(now: datetime) -> datetime:
 
 @transaction.atomic
 def run_claim(*, run_id: int, worker_host: str, task_id: str) -> Run | None:
-    """Mark the run running on this worker and return it, or return None when it must not run
-    here: already running elsewhere with a fresh heartbeat (a redelivered task), finished,
-    cancelled, or gone. Atomic, so two deliveries of one task never both win."""
+    """Mark the run running on this worker as a new attempt and return it, or return None when
+    it must not run here: already running elsewhere with a fresh heartbeat (a redelivered task),
+    finished, cancelled, or gone. Atomic, so two deliveries of one task never both win. The
+    returned run's ``attempt`` is what the worker passes to ``run_record_events`` and
+    ``run_heartbeat``: an earlier attempt that is still alive (a frozen worker that wakes up)
+    can no longer write."""
     now = timezone.now()
     claimable = (
         Q(status__in=[Run.Status.QUEUED, Run.Status.INTERRUPTED])
@@ -268,7 +271,14 @@ def run_claim(*, run_id: int, worker_host: str, task_id: str) -> Run | None:
     )
     won = (
         Run.objects.filter(claimable, pk=run_id, stop_requested=False)
-        .update(status=Run.Status.RUNNING, worker_host=worker_host[:200], task_id=task_id, heartbeat_at=now, error="")
+        .update(
+            status=Run.Status.RUNNING,
+            worker_host=worker_host[:200],
+            task_id=task_id,
+            attempt=F("attempt") + 1,
+            heartbeat_at=now,
+            error="",
+        )
     )
     if not won:
         return None
@@ -290,8 +300,46 @@ def run_discard_events(*, run: Run) -> None:
     run.last_seq = 0
 
 
-def run_heartbeat(*, run_id: int) -> None:
-    Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+class RunClaimLost(Exception):
+    """The run is no longer the writer's attempt: it was queued again, claimed by a newer
+    attempt, or reached a final status while the writer's worker was frozen."""
+
+
+def _claim_updates(run: Run, attempt: int) -> dict[str, Any]:
+    """The fields that keep ``run`` with ``attempt`` (on a row the caller has locked), or
+    RunClaimLost. A run marked interrupted for a stale heartbeat and not queued again since is
+    taken back: its worker was frozen, not dead, and goes on where it was."""
+    if run.attempt != attempt or run.status not in (Run.Status.RUNNING, Run.Status.INTERRUPTED):
+        raise RunClaimLost(f"run {run.pk} is not held by attempt {attempt} any more (attempt {run.attempt}, {run.status})")
+    if run.status == Run.Status.INTERRUPTED:
+        logger.warning("run %s: its worker is alive after all; running again", run.pk)
+        return {"status": Run.Status.RUNNING, "error": ""}
+    return {}
+
+
+def run_heartbeat(*, run_id: int, attempt: int | None) -> bool:
+    """Refresh the heartbeat of ``attempt`` (None: of whichever attempt runs it); False if the
+    run is no longer that attempt's to train (see ``RunClaimLost``). One UPDATE while the run
+    is running as it should be."""
+    now = timezone.now()
+    running = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING)
+    if running.filter(**({} if attempt is None else {"attempt": attempt})).update(heartbeat_at=now):
+        return True
+    if attempt is None:
+        return False
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            return False
+        try:
+            updates = {**_claim_updates(run, attempt), "heartbeat_at": now}
+        except RunClaimLost:
+            return False
+        for name, value in updates.items():
+            setattr(run, name, value)
+        run.save(update_fields=list(updates))
+        _notify_after_commit(run)
+    return True
 
 
 @transaction.atomic
@@ -313,6 +361,9 @@ def run_mark_interrupted(*, worker_host: str | None = None, now: datetime | None
     running run of that worker (which has just started, so it runs none of them)."""
     now = now or timezone.now()
     lost = Q(worker_host=worker_host) if worker_host else Q(heartbeat_at__lt=_stale_before(now))
+    # Every process sweeps every few seconds: look before taking any lock.
+    if not Run.objects.filter(lost, status=Run.Status.RUNNING).exists():
+        return []
     with transaction.atomic():
         ids = list(Run.objects.select_for_update().filter(lost, status=Run.Status.RUNNING).values_list("pk", flat=True))
         Run.objects.filter(pk__in=ids).update(status=Run.Status.INTERRUPTED, error="the worker running it stopped")
@@ -363,15 +414,20 @@ def _run_updates(run: Run, events: Sequence[Event]) -> dict[str, Any]:
     return updates
 
 
-def run_record_events(*, run_id: int, events: Sequence[Event]) -> None:
+def run_record_events(*, run_id: int, events: Sequence[Event], attempt: int | None = None) -> None:
     """Store a batch of a run's events (frames excluded: they are never stored) and update the
     run from them in one transaction, then send the batch and the run's new state to the run's
-    group. Storing is idempotent per (run, seq): a batch written twice is stored once."""
+    group. Storing is idempotent per (run, seq): a batch written twice is stored once.
+
+    A worker passes its ``attempt`` (from ``run_claim``): if the run is no longer that
+    attempt's, nothing is written and RunClaimLost is raised. Without it (an import of
+    finished runs) the batch is written as is."""
     stored = [e for e in events if e.kind != EventKind.FRAME]
     if not stored:
         return
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run_id)
+        claim = _claim_updates(run, attempt) if attempt is not None else {}
         metrics = [
             Metric(
                 run=run,
@@ -408,7 +464,7 @@ def run_record_events(*, run_id: int, events: Sequence[Event]) -> None:
         if charted:
             rollups.metric_rollups_refresh(run_id=run.pk, first_seq=min(charted), last_seq=max(charted))
         Hint.objects.bulk_create(hints, ignore_conflicts=True)
-        updates = _run_updates(run, stored)
+        updates = {**claim, **_run_updates(run, stored)}
         updates["last_seq"] = max(run.last_seq, max(e.seq for e in stored))
         updates["heartbeat_at"] = timezone.now()
         for name, value in updates.items():

@@ -44,12 +44,19 @@ class DatabaseSink:
 
     With ``heartbeat_s`` set, a background thread refreshes the run's ``heartbeat_at`` at that
     interval until ``close``, also while the engine is silent (loading a model, evaluating).
+
+    With ``attempt`` set (the worker's claim, ``services.run_claim``), every write and beat
+    checks that the run is still this attempt's. Once it is not (the run was marked
+    interrupted while this worker was frozen, and resumed elsewhere), the sink drops what it
+    holds and every later ``emit`` raises ``services.RunClaimLost``: the engine stops at once,
+    without writing a checkpoint or a summary over the newer attempt's.
     """
 
     def __init__(
         self,
         run_id: int,
         *,
+        attempt: int | None = None,
         flush_interval_s: float = 0.02,
         max_batch: int = 200,
         frame_interval_s: float = 0.1,
@@ -57,6 +64,8 @@ class DatabaseSink:
         heartbeat_s: float | None = 5.0,
     ) -> None:
         self.run_id = run_id
+        self.attempt = attempt
+        self.claim_lost = threading.Event()
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self.frame_interval_s = frame_interval_s
@@ -82,6 +91,8 @@ class DatabaseSink:
             self._heartbeat.start()
 
     def emit(self, event: Event) -> None:
+        if self.claim_lost.is_set():
+            raise services.RunClaimLost(f"run {self.run_id} is no longer attempt {self.attempt}'s")
         now = time.monotonic()
         if event.kind == EventKind.FRAME:
             if now - self._last_frame >= self.frame_interval_s:
@@ -109,7 +120,10 @@ class DatabaseSink:
             if not batch:
                 return
             try:
-                services.run_record_events(run_id=self.run_id, events=batch)
+                services.run_record_events(run_id=self.run_id, events=batch, attempt=self.attempt)
+            except services.RunClaimLost:
+                self._lose_claim()
+                raise
             except BaseException:
                 with self._pending:
                     self._buffer[:0] = batch
@@ -130,7 +144,8 @@ class DatabaseSink:
             self._pending.notify()
         self._writer.join(timeout=60)
         try:
-            self.flush()
+            if not self.claim_lost.is_set():
+                self.flush()
         finally:
             self._closed.set()
             if self._heartbeat is not None:
@@ -149,6 +164,8 @@ class DatabaseSink:
                         return
                 try:
                     self.flush()
+                except services.RunClaimLost:
+                    return
                 except Exception:
                     logger.warning("writing events of run %s failed; retrying in %.0f s", self.run_id, RETRY_S, exc_info=True)
                     connection.close()
@@ -157,6 +174,15 @@ class DatabaseSink:
         finally:
             connection.close()  # this thread's own connection
 
+    def _lose_claim(self) -> None:
+        """Another attempt owns the run now: forget what is pending, refuse what comes."""
+        if not self.claim_lost.is_set():
+            logger.warning("run %s: attempt %s lost the run to a newer one; this worker stops", self.run_id, self.attempt)
+        self.claim_lost.set()
+        with self._pending:
+            self._buffer.clear()
+            self._pending.notify()
+
     def _due_in(self) -> float:
         return self._oldest + self.flush_interval_s - time.monotonic()
 
@@ -164,7 +190,9 @@ class DatabaseSink:
         try:
             while not self._closed.wait(interval_s):
                 try:
-                    services.run_heartbeat(run_id=self.run_id)
+                    if not services.run_heartbeat(run_id=self.run_id, attempt=self.attempt) and self.attempt is not None:
+                        self._lose_claim()
+                        return
                 except DatabaseError:
                     # A missed beat is harmless; only a long silence marks the run interrupted.
                     logger.warning("heartbeat of run %s failed", self.run_id, exc_info=True)

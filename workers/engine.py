@@ -292,7 +292,7 @@ class _Run:
     # --- checkpoints ---------------------------------------------------------------------
 
     def checkpoint(self, model: GuidedPPO | None) -> None:
-        """Write model and run state atomically, then announce it."""
+        """Write model and run state, announce them, then put them in place in one rename."""
         final = self.out_dir / CHECKPOINT_DIR
         tmp = self.out_dir / (CHECKPOINT_DIR + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -310,9 +310,12 @@ class _Run:
             "teacher": self.teacher.state_dict() if self.teacher else None,
         }
         (tmp / "state.json").write_text(json.dumps(state))
+        # Announced before it replaces the last one: a sink that refuses the event (the web
+        # app's, once a newer attempt of the run took over from this worker) stops this run
+        # before it overwrites the newer attempt's checkpoint.
+        self.emit(EventKind.CHECKPOINT, path=str(final), timesteps=self.timesteps)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        self.emit(EventKind.CHECKPOINT, path=str(final), timesteps=self.timesteps)
 
     def restore(self, state: dict) -> None:
         self.timesteps = state["timesteps"]

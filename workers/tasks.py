@@ -41,8 +41,9 @@ def _on_worker_ready(sender: object = None, **_: object) -> None:
 
 @shared_task(bind=True, name="workers.tasks.train_run", acks_late=True, ignore_result=True)
 def train_run(self, run_id: int) -> str:
-    """Train run ``run_id`` to its end and return its final status, or "refused" when the run
-    may not start here (see ``services.run_claim``). Continues from the run's checkpoint when
+    """Train run ``run_id`` to its end and return its final status, "refused" when the run
+    may not start here (see ``services.run_claim``), or "superseded" when a newer attempt took
+    it over mid-run (this worker had been presumed dead). Continues from the run's checkpoint when
     it has one, e.g. after its worker died. A run stopped by its worker's shutdown is
     requeued (the task is rejected with requeue), so it continues when a worker starts again."""
     from django.db import connection
@@ -71,7 +72,7 @@ def train_run(self, run_id: int) -> str:
         resume = bool(run.checkpoint_path) and Path(run.checkpoint_path).exists()
         if not resume and run.last_seq:
             services.run_discard_events(run=run)
-        sink = DatabaseSink(run.pk)
+        sink = DatabaseSink(run.pk, attempt=run.attempt)
         train(
             config,
             sink,
@@ -80,6 +81,12 @@ def train_run(self, run_id: int) -> str:
             resume=resume,
             last_seq=run.last_seq if resume else None,
         )
+    except services.RunClaimLost:
+        # This worker was frozen long enough to be presumed dead and the run was resumed
+        # elsewhere: the newer attempt owns the run, its status and its checkpoint.
+        logger.warning("run %s: attempt %s superseded by a newer attempt; stopped", run.pk, run.attempt)
+        connection.close()
+        return "superseded"
     except Exception as exc:
         # The engine reports its own failures as run_failed; this covers the rest (a stored
         # config the engine rejects, a database error) and is a no-op for a final run.

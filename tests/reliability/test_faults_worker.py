@@ -1,9 +1,11 @@
 """Worker faults against a real stack (Redis, daphne, Celery workers as ``make run`` starts
-them): a worker killed with SIGKILL mid-run while no other worker is alive, a task the broker
-delivers twice, and the whole stack stopped mid-run and started again."""
+them): a worker killed with SIGKILL mid-run while no other worker is alive, a worker frozen
+(SIGSTOP) long enough to be presumed dead that wakes up again, a task the broker delivers
+twice, and the whole stack stopped mid-run and started again."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -84,6 +86,55 @@ def test_a_killed_worker_loses_nothing_its_run_is_interrupted_within_30s_and_res
            f"{resumed[0][0]} (last stored {run_before['last_seq']}), 2 rollouts {continued_s:.1f} s after Resume; "
            f"stopped at {run['timesteps']} frames with {len(after)} stored events, seq strictly increasing, every rollout "
            f"from the checkpoint on once")
+
+
+def _progress_by_attempt(stack: Stack, run_id: int, after_seq: int) -> list[int]:
+    return [e[2] for e in stack.stored_events(run_id) if e[1] == "progress" and e[0] > after_seq]
+
+
+def test_a_frozen_worker_takes_its_run_back_if_nobody_resumed_it_and_writes_nothing_if_someone_did(
+        stack: Stack, report) -> None:
+    stack.start_all(workers=1)
+    session = Session(stack.base)
+    run_id = session.launch("frozen worker", "oracle", stack.team_id(), checkpoint_interval=3, **LONG)
+    wait_until(lambda: stack.run(run_id)["checkpoint_path"] != "", 180, f"a checkpoint\n{stack.logs_tail()}")
+    frozen = stack.processes["worker:w1"]
+
+    # Frozen past the stale limit, then woken: nobody took the run over, so it trains on.
+    os.killpg(frozen.pid, signal.SIGSTOP)
+    wait_until(lambda: stack.run(run_id)["status"] == "interrupted", 40, f"run interrupted\n{stack.logs_tail()}")
+    seq_at_wake = stack.run(run_id)["last_seq"]
+    os.killpg(frozen.pid, signal.SIGCONT)
+    back_s = wait_until(lambda: stack.run(run_id)["status"] == "running" and _progress_by_attempt(stack, run_id, seq_at_wake),
+                        30, f"the woken worker trains on\n{stack.logs_tail()}")
+    assert stack.run(run_id)["attempt"] == 1
+
+    # Frozen again, and this time the user resumes the run on another worker before it wakes.
+    os.killpg(frozen.pid, signal.SIGSTOP)
+    wait_until(lambda: stack.run(run_id)["status"] == "interrupted", 40, f"run interrupted\n{stack.logs_tail()}")
+    interrupted = stack.run(run_id)
+    checkpoint = stack.checkpoint_state(run_id)
+    stack.start_worker("w2")
+    status, _, _ = session.post(f"/runs/{run_id}/resume/", {})
+    assert status == 302
+    wait_until(lambda: len(_progress_by_attempt(stack, run_id, interrupted["last_seq"])) >= 2, 120,
+               f"2 rollouts on w2\n{stack.logs_tail()}")
+    assert stack.run(run_id)["attempt"] == 2
+    os.killpg(frozen.pid, signal.SIGCONT)
+    superseded_s = wait_until(lambda: "'superseded'" in stack.log("worker:w1"), 30,
+                              f"the woken worker gives up the run\n{stack.logs_tail()}")
+    seq_after_wake = stack.run(run_id)["last_seq"]
+    wait_until(lambda: stack.run(run_id)["last_seq"] > seq_after_wake + 4, 60, f"w2 trains on\n{stack.logs_tail()}")
+    run = stop(stack, Session(stack.base), run_id)
+    assert run["status"] == "cancelled" and run["worker_host"].startswith("w2@"), run
+
+    resumed = _progress_by_attempt(stack, run_id, interrupted["last_seq"])
+    assert resumed == list(range(checkpoint["timesteps"] + ROLLOUT, run["timesteps"] + 1, ROLLOUT)), \
+        "after the resume only w2's rollouts are stored, each once: the woken worker wrote nothing"
+    assert stack.checkpoint_state(run_id)["timesteps"] == run["timesteps"], "the checkpoint is w2's last"
+    report(f"SIGSTOP past the 20 s stale limit then SIGCONT: the worker took its run back in {back_s:.1f} s; frozen "
+           f"again and resumed on w2, then woken: it gave the run up in {superseded_s:.1f} s and wrote nothing "
+           f"({len(resumed)} rollouts stored after the resume, all w2's)")
 
 
 def _task_results(stack: Stack, task_id: str) -> dict[str, str]:

@@ -2,10 +2,12 @@
 changes, what reaches the channel layer, and back-fill by seq."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.utils import timezone
 
 from experiments_app import selectors, services
 from experiments_app.models import Hint, Metric, Run
@@ -239,3 +241,71 @@ def test_a_failed_background_write_is_retried_and_nothing_is_lost(run, monkeypat
     sink.emit(event(2, EventKind.PROGRESS, 128, **progress_data(128)))
     sink.close()
     assert calls[:2] == [[1], [1]] and list(Metric.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2]
+
+
+# --- a worker that lost its run to a newer attempt -------------------------------------------
+
+
+def _interrupt(run: Run) -> None:
+    """What the sweeper does to a run whose worker went silent (frozen, not dead)."""
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.run_mark_interrupted() == [run.pk]
+
+
+def test_each_claim_is_a_new_attempt(run):
+    first = services.run_claim(run_id=run.pk, worker_host="w1", task_id="t")
+    _interrupt(run)
+    second = services.run_claim(run_id=run.pk, worker_host="w2", task_id="t")
+    assert (first.attempt, second.attempt) == (1, 2)
+
+
+def test_a_frozen_worker_that_wakes_before_anyone_resumed_its_run_takes_it_back(run):
+    claimed = services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
+    sink = DatabaseSink(run.pk, attempt=claimed.attempt, heartbeat_s=None, flush_interval_s=3600)
+    sink.emit(event(1, EventKind.PROGRESS, 128, **progress_data(128)))
+    sink.flush()
+    _interrupt(run)
+    sink.emit(event(2, EventKind.PROGRESS, 256, **progress_data(256)))
+    sink.flush()
+    run.refresh_from_db()
+    assert run.status == Run.Status.RUNNING and run.error == "" and run.timesteps == 256
+    sink.close()
+
+
+def test_a_frozen_worker_whose_run_was_resumed_elsewhere_writes_nothing_more(run):
+    old = services.run_claim(run_id=run.pk, worker_host="w1", task_id="t1")
+    old_sink = DatabaseSink(run.pk, attempt=old.attempt, heartbeat_s=None, flush_interval_s=3600)
+    old_sink.emit(event(1, EventKind.PROGRESS, 128, **progress_data(128)))
+    old_sink.flush()
+    _interrupt(run)
+    services.run_resume(run=run)
+    new = services.run_claim(run_id=run.pk, worker_host="w2", task_id="t2")
+    DatabaseSink(run.pk, attempt=new.attempt, heartbeat_s=None, max_batch=1).emit(
+        event(2, EventKind.PROGRESS, 128, **progress_data(128)))
+
+    old_sink.emit(event(2, EventKind.PROGRESS, 256, **progress_data(256)))  # buffered: the loss shows on writing
+    with pytest.raises(services.RunClaimLost):
+        old_sink.flush()
+    with pytest.raises(services.RunClaimLost):
+        old_sink.emit(event(3, EventKind.CHECKPOINT, 256, path="/tmp/c", timesteps=256))
+    old_sink.close()  # drops what it held, raises nothing
+    run.refresh_from_db()
+    assert run.status == Run.Status.RUNNING and run.attempt == new.attempt and run.worker_host == "w2"
+    assert list(Metric.objects.filter(run=run).values_list("seq", "timestep")) == [(1, 128), (2, 128)]
+    assert run.checkpoint_path == ""
+
+
+def test_a_worker_whose_run_was_queued_again_loses_it_at_its_next_heartbeat(run):
+    claimed = services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
+    _interrupt(run)
+    services.run_resume(run=run)
+    sink = DatabaseSink(run.pk, attempt=claimed.attempt, heartbeat_s=0.05)
+    deadline = time.monotonic() + 5
+    while not sink.claim_lost.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sink.claim_lost.is_set()
+    with pytest.raises(services.RunClaimLost):
+        sink.emit(event(1, EventKind.PROGRESS, 128, **progress_data(128)))
+    sink.close()
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED and Metric.objects.filter(run=run).count() == 0
