@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/modes.py --timesteps 60000 --seeds 5 --workers 2
 
+    .venv/bin/python benchmarks/modes.py --from-study var/study/full
+
+The second form runs nothing: it prints the table of the level ``--env`` from a study's
+finished runs (``make study``), which are the same engine's runs with the study's settings.
+
 The runs are a one-level study (``study.runner``: one process per (mode, seed), ``--workers``
 at a time; ``--out`` keeps the run directories, and running again with the same ``--out``
 resumes). The budget is rounded up to whole rollouts, which is what the engine trains anyway.
@@ -21,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from study.data import load_study  # noqa: E402
+from study.data import StudyData, load_study  # noqa: E402
 from study.runner import run_study  # noqa: E402
 from study.spec import Level, StudySpec  # noqa: E402
 from workers.config import Mode, RunConfig  # noqa: E402
@@ -39,7 +44,14 @@ def benchmark(env_id: str, modes: list[str], timesteps: int, seeds: int, teacher
     outcome = run_study(spec, out, workers=workers, command=shlex.join([sys.executable, *sys.argv]))
     if not outcome.complete:
         sys.exit(f"runs not finished: {outcome.failed or outcome.stopped}")
-    return [{**run.summary, "wall_s_to_0_9": run.wall_s_to_threshold} for run in load_study(out).runs]
+    return summaries_of(load_study(out), env_id)
+
+
+def summaries_of(data: StudyData, env_id: str) -> list[dict]:
+    """Every finished run's summary on ``env_id`` in a study, with ``wall_s_to_0_9``."""
+    if data.spec.level(env_id).return_threshold != 0.9:
+        sys.exit(f"{env_id}'s threshold in this study is not 0.9: wall_s_to_0_9 would mean something else")
+    return [{**run.summary, "wall_s_to_0_9": run.wall_s_to_threshold} for run in data.runs if run.summary["env"] == env_id]
 
 
 def _median(values: list) -> float | None:
@@ -91,9 +103,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--teacher", default=RunConfig.teacher_model)
     parser.add_argument("--out", type=Path, help="keep the run directories here (default: a temporary directory)")
+    parser.add_argument("--from-study", type=Path, metavar="DIR",
+                        help="run nothing: the table of --env from the finished runs of the study in DIR")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/modes.json"))
     args = parser.parse_args()
     run = (args.env, args.modes.split(","), args.timesteps, args.seeds, args.teacher, args.workers)
+    if args.from_study:
+        data = load_study(args.from_study)
+        summaries = summaries_of(data, args.env)
+        print(f"{args.env}, from the study in {args.from_study}: {len(data.spec.seeds)} seeds, "
+              f"{data.spec.level(args.env).total_timesteps:,} frames per run, settings {data.spec.settings}\n")
+        print(table(summaries, len(data.spec.seeds)))
+        return
     if args.out:
         summaries = benchmark(*run, args.out)
     else:

@@ -62,9 +62,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     total = trained = 0
     for key in spec.runs():
         done = frames_done(key, out)
-        total += key.level.total_timesteps
+        total += key.timesteps
         trained += done
-        print(f"{key.name}\t{run_state(key.directory(out)).value}\t{done:,}/{key.level.total_timesteps:,} frames")
+        print(f"{key.name}\t{run_state(key.directory(out)).value}\t{done:,}/{key.timesteps:,} frames")
     print(f"{len(spec.runs())} runs, {trained:,} of {total:,} frames trained ({out})")
     return 0
 

@@ -94,6 +94,17 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
+def _teacher_budget_line(level: dict[str, Any]) -> list[str]:
+    budget = level.get("teacher_budget", level["budget"])
+    if budget == level["budget"]:
+        return []
+    return [
+        f"The teacher alone runs {budget:,} frames: it learns nothing, so more frames would not change its return "
+        "(its frames to threshold are censored at the full budget, like every mode's).",
+        "",
+    ]
+
+
 def _fault_lines(runs: list[dict[str, Any]]) -> list[str]:
     faulty = [r for r in runs if r["teacher_fault"]]
     if not faulty:
@@ -223,6 +234,7 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
         lines += [
             f"### {level['env_id']}: threshold {level['return_threshold']}, {level['budget']:,} frames per run",
             "",
+            *_teacher_budget_line(level),
             f"Why this level: {level['why']}.",
             "",
             *_level_tables(level),

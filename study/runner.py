@@ -197,7 +197,7 @@ def frames_done(key: RunKey, out: Path) -> int:
     directory = key.directory(out)
     state = run_state(directory)
     if state == RunState.DONE:
-        return key.level.total_timesteps
+        return key.timesteps
     if state == RunState.RESUMABLE:
         return resume_point(read_events(directory))
     return 0
@@ -220,7 +220,7 @@ def _run_all(spec: StudySpec, out: Path, workers: int, command: str | None, show
     todo = [k for k in keys if k.name not in outcome.done]
     frames = {k.name: frames_done(k, out) for k in keys}
     bar = tqdm(
-        total=sum(k.level.total_timesteps for k in keys),
+        total=sum(k.timesteps for k in keys),
         initial=sum(frames.values()),
         unit="frame",
         unit_scale=True,

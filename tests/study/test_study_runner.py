@@ -114,3 +114,21 @@ def test_list_shows_every_run_of_a_spec_and_its_state(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(SPECS["quick"].runs()) + 1 and lines[0].endswith("todo\t0/4,096 frames")
     assert json.loads((tmp_path / "spec.json").read_text())["name"] == "quick"
+
+
+def test_the_teacher_alone_runs_its_own_budget_and_is_censored_at_the_levels():
+    from dataclasses import replace
+
+    from study.aggregate import METRICS
+
+    level = replace(TINY_LEVEL, total_timesteps=512, teacher_timesteps=128)
+    spec = StudySpec(name="t", description="", levels=(level,), modes=("ppo", "teacher"), seeds=(0,), settings=SPEC.settings)
+    spec.validate()
+    assert spec.config(level, "teacher", 0).total_timesteps == 128
+    assert spec.config(level, "ppo", 0).total_timesteps == 512
+    assert [key.timesteps for key in spec.runs()] == [512, 128]
+    never = type("Run", (), {"key": RunKey(level, "teacher", 0), "summary": {"frames_to_threshold": None}})()
+    frames = next(m for m in METRICS if m.name == "frames_to_threshold")
+    assert frames.value(never) == 512, "a teacher that never reached the threshold counts as the full budget"
+    with pytest.raises(ValueError, match="not a multiple of a rollout"):
+        replace(spec, levels=(replace(level, teacher_timesteps=200),)).validate()
