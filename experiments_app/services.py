@@ -426,7 +426,10 @@ def run_record_events(*, run_id: int, events: Sequence[Event], attempt: int | No
     if not stored:
         return
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run_id)
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            # An interrupted run may be deleted while its frozen worker still lives.
+            raise RunClaimLost(f"run {run_id} was deleted") if attempt is not None else Run.DoesNotExist(f"no run {run_id}")
         claim = _claim_updates(run, attempt) if attempt is not None else {}
         metrics = [
             Metric(

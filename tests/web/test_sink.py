@@ -309,3 +309,15 @@ def test_a_worker_whose_run_was_queued_again_loses_it_at_its_next_heartbeat(run)
     sink.close()
     run.refresh_from_db()
     assert run.status == Run.Status.QUEUED and Metric.objects.filter(run=run).count() == 0
+
+
+def test_a_frozen_worker_whose_interrupted_run_was_deleted_stops_writing(run):
+    claimed = services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
+    _interrupt(run)
+    sink = DatabaseSink(run.pk, attempt=claimed.attempt, heartbeat_s=None, flush_interval_s=3600)
+    services.run_delete(user=run.experiment.owner, run=run)
+    sink.emit(event(1, EventKind.PROGRESS, 128, **progress_data(128)))
+    with pytest.raises(services.RunClaimLost):
+        sink.flush()
+    assert sink.claim_lost.is_set() and Metric.objects.count() == 0
+    sink.close()
