@@ -115,8 +115,8 @@ def test_a_hanging_llm_call_is_shown_as_a_teacher_fault_and_the_run_finishes_stu
     release = threading.Event()
     record = services.run_record_events
 
-    def record_and_watch(*, run_id, events):
-        record(run_id=run_id, events=events)
+    def record_and_watch(*, run_id, events, attempt=None):
+        record(run_id=run_id, events=events, attempt=attempt)
         kinds = {e.kind for e in events}
         if EventKind.METRICS in kinds:
             timeline.setdefault("hang", time.monotonic())  # every LLM call from now on hangs
