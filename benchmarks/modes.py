@@ -65,7 +65,7 @@ def _fmt(value, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def table(summaries: list[dict], seeds: int) -> str:
+def table(summaries: list[dict]) -> str:
     rows = [
         "| mode | runs reaching 0.9 | frames to 0.9 (median) | wall s to 0.9 (median) | env steps/s | "
         "final eval return | teacher acc. start → end | LLM calls / 1k steps |",
@@ -111,21 +111,20 @@ def main() -> None:
     if args.from_study:
         data = load_study(args.from_study)
         summaries = summaries_of(data, args.env)
-        print(f"{args.env}, from the study in {args.from_study}: {len(data.spec.seeds)} seeds, "
-              f"{data.spec.level(args.env).total_timesteps:,} frames per run, settings {data.spec.settings}\n")
-        print(table(summaries, len(data.spec.seeds)))
-        return
-    if args.out:
-        summaries = benchmark(*run, args.out)
+        title = (f"{args.env}, from the study in {args.from_study}: {len(data.spec.seeds)} seeds, "
+                 f"{data.spec.level(args.env).total_timesteps:,} frames per run, settings {data.spec.settings}")
     else:
-        with tempfile.TemporaryDirectory() as out:
-            summaries = benchmark(*run, Path(out))
+        if args.out:
+            summaries = benchmark(*run, args.out)
+        else:
+            with tempfile.TemporaryDirectory() as out:
+                summaries = benchmark(*run, Path(out))
+        title = (f"{args.env}, {args.timesteps:,} frames per run, {args.seeds} seeds, {args.workers} runs at a time, "
+                 f"teacher {args.teacher}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summaries, indent=2))
-    print(f"{args.env}, {args.timesteps:,} frames per run, {args.seeds} seeds, {args.workers} runs at a time, "
-          f"teacher {args.teacher}\n")
-    print(table(summaries, args.seeds))
-
+    print(f"{title}\n")
+    print(table(summaries))
 
 if __name__ == "__main__":
     main()
