@@ -302,7 +302,7 @@ def run_discard_events(*, run: Run) -> None:
 
 class RunClaimLost(Exception):
     """The run is no longer the writer's attempt: it was queued again, claimed by a newer
-    attempt, or reached a final status while the writer's worker was frozen."""
+    attempt, made final or deleted while the writer's worker was frozen."""
 
 
 def _claim_updates(run: Run, attempt: int) -> dict[str, Any]:
