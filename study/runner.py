@@ -103,6 +103,9 @@ def _init_worker(progress: Any, stop: Any) -> None:
     _progress, _stop = progress, stop
     # The parent turns Ctrl-C into the shared stop flag; the run must not die mid-rollout.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A run reports through its sink. Its only writes to stdout are minigrid's own prints while
+    # it generates a level ("Sampling rejected: ..."), which would break up the progress bar.
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of this process)
 
 
 class _ProgressSink:
