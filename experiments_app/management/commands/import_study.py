@@ -20,11 +20,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from experiments_app import services
+from experiments_app.management.members import member_and_team
 from experiments_app.hyperparameters import OWN_FIELDS
 from experiments_app.models import Experiment, Team
 from study.rundir import RunState, read_events, run_state, timeline
@@ -50,12 +50,7 @@ class Command(BaseCommand):
         if not (directory / SPEC_FILE).exists():
             raise CommandError(f"{directory} is not a study's output directory (no {SPEC_FILE})")
         spec = StudySpec.from_dict(json.loads((directory / SPEC_FILE).read_text()))
-        owner = get_user_model().objects.filter(username=options["owner"]).first()
-        if owner is None:
-            raise CommandError(f"no user {options['owner']!r}")
-        team = Team.objects.filter(name=options["team"], memberships__user=owner).first()
-        if team is None:
-            raise CommandError(f"user {options['owner']!r} is not a member of a team named {options['team']!r}")
+        owner, team = member_and_team(username=options["owner"], team_name=options["team"])
         prefix = options["prefix"] or f"study {spec.name}"
         for level in spec.levels:
             for mode in spec.modes:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from experiments_app import services
+from experiments_app.management.members import member_and_team
 from experiments_app.forms import HP_PREFIX, LaunchForm
 from experiments_app.hyperparameters import hyperparameter_defaults
-from experiments_app.models import Team
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
@@ -53,12 +52,7 @@ class Command(BaseCommand):
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a hyperparameter (repeatable)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = get_user_model().objects.filter(username=options["user"]).first()
-        if user is None:
-            raise CommandError(f"no user {options['user']!r}")
-        team = Team.objects.filter(name=options["team"], memberships__user=user).first()
-        if team is None:
-            raise CommandError(f"user {options['user']!r} is not a member of a team named {options['team']!r}")
+        user, team = member_and_team(username=options["user"], team_name=options["team"])
         hyperparameters = {**hyperparameter_defaults(), **parse_assignments(options["set"])}
         form = LaunchForm(
             {
