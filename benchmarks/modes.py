@@ -68,8 +68,8 @@ def _fmt(value, digits: int = 0) -> str:
 def table(summaries: list[dict]) -> str:
     rows = [
         "| mode | runs reaching 0.9 | frames to 0.9 (median) | wall s to 0.9 (median) | env steps/s | "
-        "final eval return | teacher acc. start → end | LLM calls / 1k steps |",
-        "|---|---|---|---|---|---|---|---|",
+        "final eval return, greedy | sampled | teacher acc. start → end | LLM calls / 1k steps |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mode in Mode:
         runs = [s for s in summaries if s["mode"] == mode.value]
@@ -89,6 +89,8 @@ def table(summaries: list[dict]) -> str:
             f"{_fmt(med_frames if med_frames != float('inf') else None)} | "
             f"{_fmt(med_wall if med_wall != float('inf') else None, 1)} | "
             f"{_fmt(_median([s['fps'] for s in runs]))} | {_fmt(_median([s['final_eval_return'] for s in runs]), 3)} | "
+            # Runs made before the engine evaluated the sampled policy too have no figure for it.
+            f"{_fmt(_median([s.get('final_eval_sampled_return') for s in runs]), 3)} | "
             f"{_fmt(acc_start, 2)} → {_fmt(acc_end, 2)} | {_fmt(calls, 2)} |"
         )
     return "\n".join(rows)

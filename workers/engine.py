@@ -42,7 +42,7 @@ from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from workers.config import Mode, RunConfig
-from workers.evaluation import Probe, collect_probes, evaluate, teacher_accuracy
+from workers.evaluation import Probe, collect_probes, evaluate_policy, teacher_accuracy
 from workers.events import EventEmitter, EventKind, EventSink, StopSignal, never_stop
 from workers.feedback import FeedbackMemory
 from workers.levels import check_level, make_env
@@ -329,8 +329,9 @@ class _Run:
 
     # --- evaluation and summary ----------------------------------------------------------
 
-    def evaluate(self, act) -> dict:
-        result = evaluate(act, self.config.env_id, self.config.eval_episodes, self.config.seed)
+    def evaluate(self, policy) -> dict:
+        """Evaluate ``policy(observation, env) -> action probabilities``, greedy and sampled."""
+        result = evaluate_policy(policy, self.config.env_id, self.config.eval_episodes, self.config.seed)
         self.last_eval = result
         self.emit(EventKind.EVALUATION, **result)
         return result
@@ -348,6 +349,8 @@ class _Run:
             "frames_to_threshold": self.frames_to[self.config.return_threshold],
             "final_eval_return": self.last_eval["mean_return"] if self.last_eval else None,
             "final_eval_success": self.last_eval["success_rate"] if self.last_eval else None,
+            "final_eval_sampled_return": self.last_eval["sampled_mean_return"] if self.last_eval else None,
+            "final_eval_sampled_success": self.last_eval["sampled_success_rate"] if self.last_eval else None,
             "teacher_model": self.config.teacher_model if self.config.mode.uses_llm else None,
             "teacher_accuracy_start": self.accuracy_start,
             "teacher_accuracy_end": self.accuracy_end,
@@ -477,8 +480,9 @@ def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | 
     model.guidance_epochs = config.guidance_epochs
     callback = GuidanceCallback(run)
 
-    def greedy(obs: np.ndarray, _env) -> int:
-        return int(model.predict(obs, deterministic=True)[0])
+    def policy(obs: np.ndarray, _env) -> np.ndarray:
+        with th.no_grad():
+            return model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0]).distribution.probs[0].numpy()
 
     remaining = config.total_timesteps - run.timesteps
     total, callback = model._setup_learn(remaining, callback, reset_num_timesteps=not checkpoint_state)
@@ -521,13 +525,13 @@ def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | 
         )
         model.logger.dump(model.num_timesteps)
         if run.next_eval and run.timesteps >= run.next_eval and run.timesteps < total:
-            run.evaluate(greedy)
+            run.evaluate(policy)
             run.next_eval += config.eval_interval
         if config.checkpoint_interval and rollouts % config.checkpoint_interval == 0:
             run.checkpoint(model)
     fps = loop_frames / max(time.monotonic() - loop_start, 1e-9)
     if status == "succeeded":
-        run.evaluate(greedy)
+        run.evaluate(policy)
     run.checkpoint(model)
     vec_env.close()
     return status, fps
@@ -571,6 +575,6 @@ def _teacher_alone(run: _Run, should_stop: StopSignal) -> tuple[str, float]:
         run.report(episodes, {}, frames / (time.monotonic() - start))
     fps = frames / max(time.monotonic() - start, 1e-9)
     if status == "succeeded":
-        run.evaluate(lambda _obs, env: int(np.argmax(teacher.ask(env.situation, None))))
+        run.evaluate(lambda _obs, env: teacher.ask(env.situation, None))
     vec_env.close()
     return status, fps

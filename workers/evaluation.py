@@ -1,5 +1,5 @@
-"""Measuring the student (greedy episodes on held-out seeds) and the teacher (agreement with
-minigrid's BabyAI bot on a fixed set of probe states)."""
+"""Measuring the student (episodes on held-out seeds, greedy and sampled) and the teacher
+(agreement with minigrid's BabyAI bot on a fixed set of probe states)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,20 @@ def evaluate(act: Callable[[np.ndarray, TeachableEnv], int], env_id: str, episod
         "mean_length": float(np.mean(lengths)),
         "episodes": episodes,
     }
+
+
+def evaluate_policy(policy: Callable[[np.ndarray, TeachableEnv], np.ndarray], env_id: str, episodes: int, seed: int) -> dict:
+    """``evaluate`` a policy given as ``policy(observation, env) -> action probabilities`` twice,
+    on the same episodes: greedy (its most likely action; ``mean_return``, ``success_rate``,
+    ``mean_length``) and sampled (``sampled_mean_return``...). Both matter: the student has no
+    memory, and its greedy policy can turn on the spot forever where the target is out of
+    view, while the sampled one, which is what training measures, walks on."""
+    greedy = evaluate(lambda obs, env: int(np.argmax(policy(obs, env))), env_id, episodes, seed)
+    rng = np.random.default_rng(EVAL_SEED_OFFSET + seed)  # its own: evaluating draws nothing from training's
+
+    def sample(obs: np.ndarray, env: TeachableEnv) -> int:
+        probs = np.asarray(policy(obs, env), dtype=np.float64)
+        return int(rng.choice(len(probs), p=probs / probs.sum()))
+
+    sampled = evaluate(sample, env_id, episodes, seed)
+    return {**greedy, **{f"sampled_{k}": sampled[k] for k in ("mean_return", "success_rate", "mean_length")}}

@@ -44,7 +44,9 @@ class EventKind(str, Enum):
     the student sent for this situation, or null), weight (how much the hint counts in the
     guidance loss, 0..1), source ("llm", "oracle" or "none")."""
     EVALUATION = "evaluation"
-    """mean_return, success_rate, mean_length, episodes: greedy policy on held-out seeds."""
+    """mean_return, success_rate, mean_length, episodes: the greedy policy on held-out seeds;
+    sampled_mean_return, sampled_success_rate, sampled_mean_length: the same episodes with
+    actions sampled from the policy."""
     FRAME = "frame"
     """Live view of environment 0: width, height, grid (width*height*3 ints, row-major over
     (y, x), each cell minigrid's (object, color, state) encoding), agent ([x, y, dir]),

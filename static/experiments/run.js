@@ -28,10 +28,12 @@
   const CHARTS = [
     { id: "chart-return", title: "Mean return", unit: [0, 1], traces: [
       { name: "training (last 100 episodes)", kind: "metrics", field: "mean_return" },
-      { name: "evaluation (greedy)", kind: "evaluation", field: "mean_return" } ] },
+      { name: "evaluation (greedy)", kind: "evaluation", field: "mean_return" },
+      { name: "evaluation (sampled)", kind: "evaluation", field: "sampled_mean_return" } ] },
     { id: "chart-success", title: "Success rate", unit: [0, 1], traces: [
       { name: "training", kind: "metrics", field: "success_rate" },
-      { name: "evaluation", kind: "evaluation", field: "success_rate" } ] },
+      { name: "evaluation (greedy)", kind: "evaluation", field: "success_rate" },
+      { name: "evaluation (sampled)", kind: "evaluation", field: "sampled_success_rate" } ] },
     { id: "chart-teacher", title: "Teacher accuracy (vs. BabyAI bot)", unit: [0, 1], traces: [
       { name: "teacher accuracy", kind: "metrics", field: "teacher_accuracy" } ] },
     { id: "chart-guidance", title: "Guidance coefficient", traces: [
@@ -197,7 +199,8 @@
   }
 
   const SUMMARY_FIELDS = [
-    ["final_eval_return", "final eval return"], ["final_eval_success", "final eval success"],
+    ["final_eval_return", "final eval return (greedy)"], ["final_eval_success", "final eval success (greedy)"],
+    ["final_eval_sampled_return", "final eval return (sampled)"], ["final_eval_sampled_success", "final eval success (sampled)"],
     ["frames_to_0_9", "frames to return 0.9"], ["teacher_accuracy_start", "teacher accuracy at start"],
     ["teacher_accuracy_end", "teacher accuracy at end"], ["llm_calls", "LLM calls"], ["wall_s", "wall time (s)"], ["fps", "fps"],
   ];

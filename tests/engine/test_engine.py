@@ -17,7 +17,7 @@ from workers.teachers import LLMTeacher
 SMALL = dict(total_timesteps=2048, n_envs=4, n_steps=128, eval_episodes=5, probe_states=40, eval_interval=1024)
 SUMMARY_KEYS = {
     "env", "mode", "seed", "timesteps", "frames_to_0_9", "final_eval_return", "final_eval_success",
-    "teacher_accuracy_start", "teacher_accuracy_end", "llm_calls", "wall_s", "fps",
+    "final_eval_sampled_return", "final_eval_sampled_success", "teacher_accuracy_start", "teacher_accuracy_end", "llm_calls", "wall_s", "fps",
 }
 
 
@@ -41,7 +41,7 @@ def test_every_mode_runs_and_reports(tmp_path, mode):
     assert sink.events[0].seq == 1
     assert_strictly_increasing(sink.events)
     assert SUMMARY_KEYS <= set(summary) and summary["timesteps"] >= 2048
-    assert 0.0 <= summary["final_eval_return"] <= 1.0
+    assert 0.0 <= summary["final_eval_return"] <= 1.0 and 0.0 <= summary["final_eval_sampled_return"] <= 1.0
     metrics = sink.of_kind(EventKind.METRICS)
     assert len(metrics) == 4 and all(m.data["episodes"] > 0 for m in metrics)
     assert sink.of_kind(EventKind.PROGRESS)[-1].data["timesteps"] == summary["timesteps"]
