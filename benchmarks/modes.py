@@ -128,5 +128,6 @@ def main() -> None:
     print(f"{title}\n")
     print(table(summaries))
 
+
 if __name__ == "__main__":
     main()

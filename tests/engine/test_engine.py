@@ -17,7 +17,8 @@ from workers.teachers import LLMTeacher
 SMALL = dict(total_timesteps=2048, n_envs=4, n_steps=128, eval_episodes=5, probe_states=40, eval_interval=1024)
 SUMMARY_KEYS = {
     "env", "mode", "seed", "timesteps", "frames_to_0_9", "final_eval_return", "final_eval_success",
-    "final_eval_sampled_return", "final_eval_sampled_success", "teacher_accuracy_start", "teacher_accuracy_end", "llm_calls", "wall_s", "fps",
+    "final_eval_sampled_return", "final_eval_sampled_success", "teacher_accuracy_start", "teacher_accuracy_end",
+    "llm_calls", "wall_s", "fps",
 }
 
 

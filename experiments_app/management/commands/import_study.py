@@ -24,8 +24,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from experiments_app import services
-from experiments_app.management.members import member_and_team
 from experiments_app.hyperparameters import OWN_FIELDS
+from experiments_app.management.members import member_and_team
 from experiments_app.models import Experiment, Team
 from study.rundir import RunState, read_events, run_state, timeline
 from study.runner import SPEC_FILE

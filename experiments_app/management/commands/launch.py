@@ -15,9 +15,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from experiments_app import services
-from experiments_app.management.members import member_and_team
 from experiments_app.forms import HP_PREFIX, LaunchForm
 from experiments_app.hyperparameters import hyperparameter_defaults
+from experiments_app.management.members import member_and_team
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
