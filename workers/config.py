@@ -90,7 +90,7 @@ class RunConfig:
     eval_interval: int = 25_000
     """Frames between evaluations (0: only at the end)."""
     eval_episodes: int = 50
-    """Episodes per evaluation, greedy policy, held-out seeds."""
+    """Held-out episodes per evaluation, each played twice: greedy and sampled from the policy."""
     checkpoint_interval: int = 10
     """Rollouts between checkpoints (0: only at stop and at the end)."""
     frame_interval_s: float = 0.08
