@@ -11,6 +11,14 @@ From that, a *verdict*: in a situation where at least two actions have each been
 ``min_visits`` times, the action with the highest mean advantage, provided it beats the
 runner-up by ``margin``. A verdict is sticky: it changes only when the ranking flips.
 
+Once the student has made up its mind in a situation (one action is at least
+``decided_share`` of its last ``behaviour_window`` tries there, and it has tried at least
+``decided_min_tries`` times), the verdict is that action instead. By then its policy has
+absorbed every advantage it has seen, while the latest advantages of a good student are all
+near zero and rank its actions by noise: late in long runs, advantage-ranked verdicts agree
+with the BabyAI bot far less often than the student's decided actions do (docs/feedback.md,
+"Verdicts late in a run").
+
 The verdict reaches the teacher as one sentence in its prompt for that situation (see
 ``FeedbackMemory.sentence``). Since the teacher caches answers by (situation, sentence), a new
 or changed verdict makes the teacher answer that situation again, and only that one. The
@@ -20,6 +28,7 @@ describes the loop and what it measurably does to the teacher's accuracy.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -30,6 +39,8 @@ import numpy as np
 class _Tally:
     count: np.ndarray
     mean: np.ndarray
+    recent: deque
+    """The student's latest actions here, oldest first (at most ``behaviour_window``)."""
     verdict: int | None = None
 
 
@@ -42,6 +53,12 @@ class FeedbackMemory:
     margin: float = 0.02
     max_weight_visits: int = 200
     """Past this many tries, new advantages weigh 1/max_weight_visits (an exponential average)."""
+    behaviour_window: int = 200
+    """How many of the student's latest actions in a situation say what it has decided there."""
+    decided_share: float = 0.8
+    """The student has decided on an action that is at least this share of that window..."""
+    decided_min_tries: int = 32
+    """...once the window holds at least this many tries."""
     _tallies: dict[str, _Tally] = field(default_factory=dict)
 
     def update(self, keys: Iterable[str], actions: np.ndarray, advantages: np.ndarray) -> set[str]:
@@ -51,10 +68,10 @@ class FeedbackMemory:
         for key, action, advantage in zip(keys, actions.ravel(), advantages.ravel()):
             tally = self._tallies.get(key)
             if tally is None:
-                n = len(self.actions)
-                tally = self._tallies[key] = _Tally(np.zeros(n, np.int64), np.zeros(n, np.float64))
+                tally = self._tallies[key] = self._new_tally()
             a = int(action)
             tally.count[a] += 1
+            tally.recent.append(a)
             weight = 1.0 / min(tally.count[a], self.max_weight_visits)
             tally.mean[a] += weight * (float(advantage) - tally.mean[a])
             touched.add(key)
@@ -66,7 +83,15 @@ class FeedbackMemory:
                 changed.add(key)
         return changed
 
+    def _new_tally(self, recent: Iterable[int] = ()) -> _Tally:
+        n = len(self.actions)
+        return _Tally(np.zeros(n, np.int64), np.zeros(n, np.float64), deque(recent, maxlen=self.behaviour_window))
+
     def _judge(self, tally: _Tally) -> int | None:
+        if len(tally.recent) >= self.decided_min_tries:
+            shares = np.bincount(tally.recent, minlength=len(self.actions)) / len(tally.recent)
+            if shares.max() >= self.decided_share:
+                return int(shares.argmax())
         tried = np.flatnonzero(tally.count >= self.min_visits)
         if len(tried) < 2:
             return None
@@ -97,12 +122,15 @@ class FeedbackMemory:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            key: {"count": t.count.tolist(), "mean": t.mean.tolist(), "verdict": t.verdict}
+            key: {"count": t.count.tolist(), "mean": t.mean.tolist(), "recent": list(t.recent), "verdict": t.verdict}
             for key, t in self._tallies.items()
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._tallies = {
-            key: _Tally(np.array(v["count"], np.int64), np.array(v["mean"], np.float64), v["verdict"])
-            for key, v in state.items()
-        }
+        self._tallies = {}
+        for key, v in state.items():
+            # Checkpoints from before the behaviour window have no "recent": it fills again.
+            tally = self._tallies[key] = self._new_tally(v.get("recent", ()))
+            tally.count[:] = v["count"]
+            tally.mean[:] = v["mean"]
+            tally.verdict = v["verdict"]
