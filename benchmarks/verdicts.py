@@ -61,6 +61,7 @@ class _Recorder:
 
 
 def run_seed(seed: int, timesteps: int, every: int) -> list[dict]:
+    """One bidirectional run of ``timesteps`` frames; ``_Recorder``'s rows."""
     config = RunConfig(mode=Mode.BIDIRECTIONAL, total_timesteps=timesteps, seed=seed, eval_interval=0,
                        frame_interval_s=0, hint_interval_s=0, checkpoint_interval=0)
     memories: dict[str, FeedbackMemory] = {}

@@ -39,7 +39,7 @@ import numpy as np
 class _Tally:
     count: np.ndarray
     mean: np.ndarray
-    recent: deque
+    recent: deque[int]
     """The student's latest actions here, oldest first (at most ``behaviour_window``)."""
     verdict: int | None = None
 
