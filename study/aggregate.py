@@ -10,6 +10,8 @@ Metrics (one value per run):
   to the budget): the mean return over training, 0..1, the compare page's "area under the
   curve"; it rewards learning early and needs no threshold;
 * ``final_eval_return``, ``final_eval_success``: greedy episodes on held-out seeds at the end;
+* ``final_eval_sampled_return``: the same episodes with actions sampled from the policy (the
+  memoryless student's greedy policy can turn on the spot until time runs out);
 * ``teacher_accuracy_start``, ``teacher_accuracy_end``: agreement of the teacher's most likely
   action with the BabyAI bot's on the run's probe states, zero-shot and at the end (LLM modes);
 * ``llm_calls``: LLM forward passes in the run (cache misses).
@@ -58,6 +60,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("auc", "return AUC", True, _auc, tested=True, across_levels=True),
     Metric("final_eval_return", "final eval return", True, _field("final_eval_return"), tested=True, across_levels=True),
     Metric("final_eval_success", "final eval success", True, _field("final_eval_success"), tested=False, across_levels=True),
+    Metric(
+        "final_eval_sampled_return",
+        "final eval return, sampled",
+        True,
+        _field("final_eval_sampled_return"),
+        tested=True,
+        across_levels=True,
+    ),
     Metric(
         "teacher_accuracy_start", "teacher acc. start", True, _field("teacher_accuracy_start"), tested=False, across_levels=False
     ),

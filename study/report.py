@@ -75,7 +75,7 @@ def _num(value: float | None, metric: str) -> str:
         return "—"
     if metric in ("frames_to_threshold", "llm_calls"):
         return f"{value:,.0f}"
-    return f"{value:.3f}" if metric in ("auc", "final_eval_return") else f"{value:.2f}"
+    return f"{value:.3f}" if metric in ("auc", "final_eval_return", "final_eval_sampled_return") else f"{value:.2f}"
 
 
 def _estimate(est: dict[str, Any], metric: str) -> str:
@@ -224,7 +224,8 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
         "(`study/stats.py`). "
         "Frames to threshold: the first frame at which the training return (last 100 episodes) reached the level's "
         "threshold; runs that never did count as the budget (censored, so such a cell is a lower bound). Return AUC: "
-        f"the mean training return over the run. Final eval: {report['eval_episodes']} greedy episodes on held-out seeds. "
+        f"the mean training return over the run. Final eval: {report['eval_episodes']} episodes on held-out seeds, greedy "
+        "(the policy's most likely action) and sampled from the policy. "
         "Teacher accuracy: "
         "agreement with the BabyAI bot on the run's probe states. Tests: two-sided permutation test of the "
         "Mann-Whitney statistic (exact: every split of the pooled runs), effect size A12.",

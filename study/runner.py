@@ -342,7 +342,8 @@ def _settle(future: Future, key: RunKey, outcome: Outcome, bar: tqdm) -> bool:
         outcome.done.append(key.name)
         reached = summary["frames_to_threshold"]
         bar.write(
-            f"done {key.name}: final eval return {summary['final_eval_return']:.3f}, "
+            f"done {key.name}: final eval return {summary['final_eval_return']:.3f} "
+            f"(sampled {summary['final_eval_sampled_return']:.3f}), "
             f"threshold {summary['return_threshold']} at {reached if reached is not None else '—'} frames, "
             f"{summary['wall_s']:.0f} s",
             file=sys.stderr,

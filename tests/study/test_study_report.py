@@ -32,7 +32,7 @@ def run(mode, seed, auc, reached=None, hints=(), acc=(None, None)):
     x = np.array([128.0, 256.0])
     return RunData(
         key=RunKey(TINY_LEVEL, mode, seed),
-        summary={"frames_to_threshold": reached, "final_eval_return": auc, "final_eval_success": 1.0,
+        summary={"frames_to_threshold": reached, "final_eval_return": auc, "final_eval_success": 1.0, "final_eval_sampled_return": auc,
                  "teacher_accuracy_start": acc[0], "teacher_accuracy_end": acc[1], "llm_calls": 0},
         returns=(x, np.array([auc, auc])),
         accuracy=(np.empty(0), np.empty(0)),
@@ -87,7 +87,7 @@ def test_tests_and_seed_view_on_known_runs():
     frames_test = tests[("frames_to_threshold", "ppo")]
     assert frames_test["a12"] == 0.0 and frames_test["p_value"] == pytest.approx(0.1)  # 1 split in 20, two-sided
     failures = analyse(data, aggregates)["levels"][0]
-    assert {t["metric"] for t in failures["losses"]} == {"auc", "final_eval_return", "frames_to_threshold"}
+    assert {t["metric"] for t in failures["losses"]} == {"auc", "final_eval_return", "final_eval_sampled_return", "frames_to_threshold"}
     assert [s["lost_to"] for s in failures["seeds"]] == [["ppo"], ["ppo"], ["ppo"]]
     assert failures["seeds"][2]["auc"] == pytest.approx(0.75)
     assert failures["situations"]["judged"] == 0
@@ -119,6 +119,8 @@ def test_report_writes_study_json_figures_and_the_readme_section(report):
     assert "](docs/results/returns.png)" in text and "Wall time" in text and "`pytest`" in text
     ppo = report["aggregates"]["levels"][0]["modes"]["ppo"]
     assert ppo["runs"] == 2 and ppo["metrics"]["final_eval_return"]["n"] == 2
+    assert ppo["metrics"]["final_eval_sampled_return"]["n"] == 2, "the sampled evaluation is reported too"
+    assert "| final eval return, sampled |" in text
     assert ppo["metrics"]["teacher_accuracy_end"]["value"] is None
 
 
