@@ -142,7 +142,7 @@ SHARED_SETTINGS: dict[str, Any] = {
     # Runs share the cores (and a busy machine): an LLM call slower than the engine's default
     # 20 s would drop the teacher and turn the run into PPO alone (or fail it at the start).
     "teacher_timeout_s": 120.0,
-    # One evaluation at the end: 50 greedy episodes on held-out seeds.
+    # One evaluation at the end: 50 held-out episodes, each played greedy and sampled.
     "eval_interval": 0,
     "eval_episodes": 50,
 }
