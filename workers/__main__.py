@@ -103,21 +103,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models() -> int:
+    """One line a model, tab-separated: name, where its file is (or "assembled on first use",
+    or "not installed" for a catalogue model that is not), size, description."""
+    from workers.models import CATALOGUE, available_models
+
+    models = available_models()
+    for name in dict.fromkeys([*CATALOGUE, *models]):
+        path, model = models.get(name), CATALOGUE.get(name)
+        if path is None:
+            where = "not installed"
+        else:
+            where = str(path) if path.is_file() else "assembled on first use"
+        size = model.size if model is not None else path.stat().st_size
+        description = model.description if model is not None else "a GGUF file in a model directory"
+        print(f"{name}\t{where}\t{size / 1e6:,.0f} MB\t{description}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description="bidir's learning engine, headless")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
-    sub.add_parser("models", help="list the teacher models that can be chosen")
+    sub.add_parser("models", help="list the teacher models: where each one's file is, its size and what it is")
     sub.add_parser("levels", help="list the levels (BabyAI-* and MiniGrid-* ids)")
     args = parser.parse_args(argv)
     if args.command == "train":
         return _cmd_train(args)
     if args.command == "models":
-        from workers.teachers import available_models
-
-        for name, path in available_models().items():
-            print(f"{name}\t{path}")
-        return 0
+        return _cmd_models()
     from workers.levels import action_subset, available_levels
 
     for level in available_levels():

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from workers import models
+from workers.__main__ import main
 from workers.models import QWEN_05B, QWEN_15B, ChunkedModel, TeacherError, available_models, resolve_model
 
 CHUNKS = [b"GGUF-first-", b"second-", b"third"]
@@ -50,6 +51,17 @@ def test_a_chunked_model_assembles_on_first_use_to_the_concatenation(tmp_path, m
     assert "assembling fake: 3/3 parts" in capsys.readouterr().err
     assert available_models()["fake"] == path and path.is_file()
     assert sorted(cache.iterdir()) == [path], "no temporary file left beside it"
+
+
+def test_the_models_command_says_where_each_file_is_or_that_it_is_assembled_on_first_use(tmp_path, monkeypatch,
+                                                                                         cache, capsys):
+    fake_model(tmp_path, monkeypatch)
+    assert main(["models"]) == 0
+    assert "fake\tassembled on first use\t0 MB\ta fake\n" in capsys.readouterr().out
+    path = resolve_model("fake")
+    capsys.readouterr()
+    main(["models"])
+    assert f"fake\t{path}\t" in capsys.readouterr().out
 
 
 def test_a_missing_part_package_names_it_and_leaves_nothing(tmp_path, monkeypatch, cache):
