@@ -12,7 +12,8 @@ on one background (daemon) thread, so that the training loop never waits for the
 (``LLMTeacher.current``) unless it asks to (``LLMTeacher.ask``, used to measure accuracy);
 a call slower than ``timeout_s`` is a :class:`TeacherError`.
 
-Which models can be chosen, and where their files are, is :mod:`workers.models`.
+Which models can be chosen, and where their files are, is :mod:`workers.models`. llama.cpp
+offloads ``BIDIR_TEACHER_GPU_LAYERS`` layers to the GPU (:func:`gpu_layers`; default 0, the CPU).
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ ACTION_HELP = {
     "toggle": "open or close the door in front, using a key if it is locked",
     "done": "declare the mission finished",
 }
+
+
+def gpu_layers() -> int:
+    """How many layers llama.cpp offloads to the GPU (``BIDIR_TEACHER_GPU_LAYERS``): 0, the
+    default, runs on the CPU; -1 offloads them all. Only a llama-cpp-python built with CUDA
+    offloads (see the README); a CPU build runs on the CPU whatever this says."""
+    raw = os.environ.get("BIDIR_TEACHER_GPU_LAYERS") or "0"
+    try:
+        return int(raw)
+    except ValueError:
+        raise TeacherError(f"BIDIR_TEACHER_GPU_LAYERS must be a number of layers (0: CPU, -1: all), not {raw!r}") from None
 
 
 @dataclass
@@ -116,8 +128,10 @@ class LLMTeacher:
         self.name = model
         self.actions = actions
         self.timeout_s = timeout_s
+        n_gpu_layers = gpu_layers()
         try:
-            self._llm = Llama(model_path=str(self.path), n_ctx=1024, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
+            self._llm = Llama(model_path=str(self.path), n_ctx=1024, n_threads=n_threads, n_threads_batch=n_threads,
+                              n_gpu_layers=n_gpu_layers, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise TeacherError(f"llama.cpp could not load {self.path}: {exc}") from exc
         self._action_tokens = [self._first_token(" " + a) for a in actions]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from workers.situation import Situation
-from workers.teachers import DEFAULT_TEACHER, LLMTeacher, TeacherError, available_models, resolve_model
+from workers.teachers import DEFAULT_TEACHER, LLMTeacher, TeacherError, available_models, gpu_layers, resolve_model
 
 NAV = ("left", "right", "forward")
 AHEAD = Situation("k-ahead", "Your mission: go to the red ball. The red ball is 2 steps straight ahead.", NAV)
@@ -71,6 +71,31 @@ def test_missing_and_corrupt_gguf_fail_before_training(tmp_path, monkeypatch):
     (models / "truncated.gguf").write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(TeacherError, match="could not load"):
         LLMTeacher("truncated", NAV)
+
+
+def test_gpu_layers_come_from_the_environment_and_reach_llama_cpp(tmp_path, monkeypatch):
+    import llama_cpp
+
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("BIDIR_MODEL_DIRS", str(models))
+    (models / "stub.gguf").write_bytes(b"GGUF" + b"\0" * 64)
+    seen = {}
+
+    def fake_llama(**kwargs):
+        seen.update(kwargs)
+        raise ValueError("not loaded")
+
+    monkeypatch.setattr(llama_cpp, "Llama", fake_llama)
+    monkeypatch.delenv("BIDIR_TEACHER_GPU_LAYERS", raising=False)
+    assert gpu_layers() == 0
+    monkeypatch.setenv("BIDIR_TEACHER_GPU_LAYERS", "-1")
+    with pytest.raises(TeacherError, match="could not load"):
+        LLMTeacher("stub", NAV)
+    assert seen["n_gpu_layers"] == -1
+    monkeypatch.setenv("BIDIR_TEACHER_GPU_LAYERS", "all")
+    with pytest.raises(TeacherError, match="BIDIR_TEACHER_GPU_LAYERS must be a number"):
+        LLMTeacher("stub", NAV)
 
 
 def test_a_question_superseded_by_newer_feedback_is_dropped_unasked(teacher):
