@@ -1,5 +1,5 @@
 """The study's figures, as Plotly HTML (plotly.js from its CDN, so the files stay small) and
-PNG (kaleido, which drives the system's Chromium):
+PNG (kaleido, which drives a Chrome/Chromium; where it finds none, HTML only):
 
 * ``returns``: per level, the training-return curve of every mode, the IQM across seeds with
   its stratified bootstrap 95 % band (the tables' statistics), on a grid of one point per
@@ -14,6 +14,7 @@ left out rather than estimated from fewer seeds.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from plotly.subplots import make_subplots
 
 from experiments_app.analysis import align
 from study import stats
+from study.chrome import chrome_path
 from study.data import RunData, StudyData
 
 COLORS = {
@@ -114,15 +116,31 @@ def accuracy_figure(data: StudyData) -> go.Figure:
     return fig
 
 
+NO_CHROME = (
+    "study figures: PNGs skipped, no Chrome/Chromium found (kaleido needs one); the HTML figures are written. "
+    "For the PNGs: install Chromium (apt-get install chromium), or with internet run `plotly_get_chrome -y` "
+    "(kaleido's own download; from Python, kaleido.get_chrome_sync()), or point BROWSER_PATH at a Chrome/Chromium "
+    "binary; then run `python -m study report <study dir>` again."
+)
+
+
 def write_figures(data: StudyData, directory: Path) -> list[Path]:
-    """Both figures as ``<name>.html`` and ``<name>.png`` in ``directory``; the paths written."""
+    """Both figures as ``<name>.html`` in ``directory``, and as ``<name>.png`` where
+    ``chrome_path`` finds a browser (else ``NO_CHROME`` on stderr, and PNGs an earlier report
+    left there are removed: they show other data); the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     figures = {"returns": returns_figure(data), "teacher_accuracy": accuracy_figure(data)}
-    for name, fig in figures.items():
-        fig.write_html(directory / f"{name}.html", include_plotlyjs="cdn")
+    htmls = [directory / f"{name}.html" for name in figures]
+    for fig, html in zip(figures.values(), htmls):
+        fig.write_html(html, include_plotlyjs="cdn")
     pngs = [directory / f"{name}.png" for name in figures]
+    if chrome_path() is None:
+        for png in pngs:
+            png.unlink(missing_ok=True)
+        print(NO_CHROME, file=sys.stderr)
+        return htmls
     pio.write_images(  # one Chromium for all of them, at the size the layouts ask for
         list(figures.values()), pngs,
         width=[f.layout.width for f in figures.values()], height=[f.layout.height for f in figures.values()],
     )
-    return [directory / f"{name}.html" for name in figures] + pngs
+    return htmls + pngs

@@ -5,7 +5,8 @@ from that data alone (never typed by hand).
 ``study.json`` holds the spec, every finished run's summary (with its return AUC), the
 aggregates (``study.aggregate``), the failure analysis (``study.failures``), the power of the
 tests, the machine and versions the runs ran on, the commands that ran them, their wall time,
-and the date.
+the date, and the figure files written (no PNGs where kaleido found no browser:
+``study.figures.write_figures``).
 """
 
 from __future__ import annotations
@@ -193,6 +194,28 @@ def _failure_lines(level: dict[str, Any]) -> list[str]:
     return lines
 
 
+FIGURES = (
+    ("returns", "Training return per level",
+     "training return, IQM across seeds with its 95 % bootstrap band; the dashed line is the level's threshold."),
+    ("teacher_accuracy", "Teacher accuracy per level",
+     "the teacher's accuracy on the probe states during training, unidirectional (the teacher never hears back) "
+     "against bidirectional."),
+)
+"""(name, image alt text, caption) of each figure ``study.figures.write_figures`` writes."""
+
+
+def _figure_lines(written: list[str], links: str) -> list[str]:
+    """Each figure's PNG where it was written (never a link to a missing image) and its HTML."""
+    lines = []
+    for name, alt, caption in FIGURES:
+        if f"{name}.png" in written:
+            lines += [f"![{alt}]({links}/{name}.png)", ""]
+        lines += [f"[interactive]({links}/{name}.html): {caption}", ""]
+    if not any(f.endswith(".png") for f in written):
+        lines += ["No PNG figures: this report was written where kaleido found no Chrome/Chromium.", ""]
+    return lines
+
+
 def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
     """The README's Results section (markers included) for ``report``."""
     spec = report["spec"]
@@ -253,16 +276,7 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
         "",
         "### Figures",
         "",
-        f"![Training return per level]({links}/returns.png)",
-        "",
-        f"[interactive]({links}/returns.html): training return, IQM across seeds with its 95 % bootstrap band; "
-        "the dashed line is the level's threshold.",
-        "",
-        f"![Teacher accuracy per level]({links}/teacher_accuracy.png)",
-        "",
-        f"[interactive]({links}/teacher_accuracy.html): the teacher's accuracy on the probe states during "
-        "training, unidirectional (the teacher never hears back) against bidirectional.",
-        "",
+        *_figure_lines(report["figures"], links),
         "### Where bidirectional loses",
         "",
         "Computed by `study/failures.py` from the runs' summaries and hint events; the bot's action per situation "
@@ -300,9 +314,8 @@ def write_report(out: Path, *, docs: Path, readme: Path | None) -> dict[str, Any
     """study.json and the figures into ``docs``, and the Results section into ``readme``."""
     data = load_study(out)
     report = build(data)
-    docs.mkdir(parents=True, exist_ok=True)
+    report["figures"] = [path.name for path in write_figures(data, docs)]
     (docs / "study.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    write_figures(data, docs)
     if readme is not None:
         replace_section(readme, section(report, readme, docs))
     return report

@@ -1,9 +1,13 @@
-"""Headless Chromium for the browser tests: Debian's, at /usr/bin/chromium (Playwright's own
-browser download cannot work here; `.ci/run` installs it), and logging in through the login
-form. Tests that use it are skipped where it is not installed (``needs_chromium``)."""
+"""Headless Chromium for the browser tests, and logging in through the login form.
+
+The browser (``find_chromium``): ``$BIDIR_CHROMIUM`` where set, else the one kaleido finds
+(Debian's /usr/bin/chromium, which `.ci/run` installs, or any Chrome/Chromium on PATH), else
+Playwright's own where `playwright install chromium` has downloaded it. Tests that use it are
+skipped where there is none (``needs_chromium``), with ``HOW_TO_ENABLE`` as the reason."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,13 +15,39 @@ from typing import Any
 
 import pytest
 
+from study.chrome import chrome_path
 from tests.web.helpers import PASSWORD
 
-CHROMIUM = Path("/usr/bin/chromium")
+ENV = "BIDIR_CHROMIUM"
+HOW_TO_ENABLE = (
+    f"no Chromium: install Debian's chromium package, set {ENV}=/path/to/chrome, or run `playwright install chromium`"
+)
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 """Screenshots and figures the tests keep (gitignored; CI leaves them in its clone)."""
 
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+
+def _executable(path: str | Path | None) -> Path | None:
+    return Path(path) if path and os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def _playwright_chromium() -> str:
+    """Where Playwright's own Chromium is, downloaded or not."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        return p.chromium.executable_path
+
+
+def find_chromium() -> Path | None:
+    """The Chromium the browser tests drive, or None. A set ``$BIDIR_CHROMIUM`` is the only
+    choice: naming a missing file there turns the browser tests off."""
+    if chosen := os.environ.get(ENV):
+        return _executable(chosen)
+    return _executable(chrome_path()) or _executable(_playwright_chromium())
+
+
+CHROMIUM = find_chromium()
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason=HOW_TO_ENABLE)
 
 
 @contextmanager

@@ -1,17 +1,20 @@
 """The report: aggregates, tests and failure analysis on hand-made runs with known answers,
-then the whole report (study.json, figures, README section) on the tiny real study."""
+then the whole report (study.json, figures, README section) on the tiny real study, with a
+browser for kaleido and without."""
 
 import json
 
 import numpy as np
 import pytest
 
+from study import figures
 from study.aggregate import aggregate
-from study.data import RunData, StudyData, load_study
+from study.data import RunData, StudyData
 from study.failures import analyse, feedback_verdicts, situation_outcomes
-from study.figures import band
+from study.figures import NO_CHROME, band
 from study.report import BEGIN, END, replace_section, write_report
 from study.spec import RunKey, StudySpec
+from tests.browser import needs_chromium
 from tests.study.tiny import TINY_LEVEL, TINY_SETTINGS, shared_study
 from workers.feedback import FeedbackMemory
 
@@ -93,18 +96,25 @@ def test_tests_and_seed_view_on_known_runs():
     assert failures["situations"]["judged"] == 0
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
+@pytest.fixture(params=[pytest.param("browser", marks=[pytest.mark.browser, needs_chromium]), "no browser"])
+def report(request, tmp_path_factory, tmp_path, monkeypatch, capsys):
+    """(report, root, browser, stderr) of the tiny study's report written under ``tmp_path``:
+    with kaleido's browser, and as if there were none (where a PNG an earlier report left waits)."""
+    browser = request.param == "browser"
     out = shared_study(tmp_path_factory)
-    root = tmp_path_factory.mktemp("report")
-    readme = root / "README.md"
+    readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\n{BEGIN}\nold\n{END}\n\n## Layout\n")
-    report = write_report(out, docs=root / "docs" / "results", readme=readme)
-    return report, root, load_study(out)
+    docs = tmp_path / "docs" / "results"
+    if not browser:
+        monkeypatch.setattr(figures, "chrome_path", lambda: None)
+        docs.mkdir(parents=True)
+        (docs / "returns.png").write_bytes(b"\x89PNG\r\n\x1a\n an earlier study's")
+    report = write_report(out, docs=docs, readme=readme)
+    return report, tmp_path, browser, capsys.readouterr().err
 
 
 def test_report_writes_study_json_figures_and_the_readme_section(report):
-    report, root, data = report
+    report, root, browser, stderr = report
     docs = root / "docs" / "results"
     saved = json.loads((docs / "study.json").read_text())
     assert {"spec", "runs", "aggregates", "failures", "machine", "commands", "wall_s", "generated", "power"} <= set(saved)
@@ -112,16 +122,25 @@ def test_report_writes_study_json_figures_and_the_readme_section(report):
     assert saved["machine"]["cpu_count"] >= 1 and saved["machine"]["torch"]
     for name in ("returns", "teacher_accuracy"):
         assert (docs / f"{name}.html").stat().st_size > 1000
-        assert (docs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (root / "README.md").read_text()
     assert text.startswith("# title\n\n" + BEGIN) and text.endswith(END + "\n\n## Layout\n") and "\nold\n" not in text
     assert "## Results" in text and "| mode | runs | reached | frames to threshold |" in text
-    assert "](docs/results/returns.png)" in text and "Wall time" in text and "`pytest`" in text
+    assert "](docs/results/returns.html)" in text and "Wall time" in text and "`pytest`" in text
     ppo = report["aggregates"]["levels"][0]["modes"]["ppo"]
     assert ppo["runs"] == 2 and ppo["metrics"]["final_eval_return"]["n"] == 2
     assert ppo["metrics"]["final_eval_sampled_return"]["n"] == 2, "the sampled evaluation is reported too"
     assert "| final eval return, sampled |" in text
     assert ppo["metrics"]["teacher_accuracy_end"]["value"] is None
+    if browser:
+        for name in ("returns", "teacher_accuracy"):
+            assert (docs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert f"](docs/results/{name}.png)" in text
+        assert NO_CHROME not in stderr
+    else:
+        assert stderr.count(NO_CHROME) == 1, stderr
+        assert not list(docs.glob("*.png")), "the earlier study's PNG is removed, none is written"
+        assert saved["figures"] == ["returns.html", "teacher_accuracy.html"]
+        assert ".png" not in text and "No PNG figures" in text
 
 
 def test_readme_without_markers_is_refused(tmp_path):
