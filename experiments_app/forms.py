@@ -12,7 +12,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 
-from experiments_app.hyperparameters import CHOICES, RANGES, hyperparameter_fields, hyperparameters_validate
+from experiments_app.hyperparameters import CHOICES, RANGES, experiment_problems, hyperparameter_fields
 from experiments_app.models import Experiment, Run
 from experiments_app.selectors import COMPARABLE, ListFilters, team_list
 from workers.config import DEFAULT_ENV, Mode, RunConfig
@@ -170,34 +170,22 @@ class LaunchForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        mode = data.get("mode")
-        if mode and Mode(mode).uses_llm and not data.get("teacher_model"):
-            if len(self.fields["teacher_model"].choices) <= 1:
-                self.add_error("teacher_model", "no teacher model is installed; choose the ppo or oracle mode")
-            else:
-                self.add_error("teacher_model", f"the {mode} mode needs a teacher model")
         hyperparameters = {
             name: data[HP_PREFIX + name] for name, _, _, _ in hyperparameter_fields() if HP_PREFIX + name in data
         }
-        if len(hyperparameters) == len(hyperparameter_fields()):
-            # Field-level checks passed; these are the cross-field ones (a rollout's size).
-            for name, message in hyperparameters_validate(hyperparameters).items():
-                self.add_error(HP_PREFIX + name, message)
-        if mode == Mode.ORACLE.value and data.get("env_id") and not _bot_can_play(data["env_id"]):
-            self.add_error("mode", f"oracle mode needs the BabyAI bot, which cannot play {data['env_id']}")
         data["hyperparameters"] = hyperparameters
+        own = ("env_id", "mode")
+        if any(name not in data for name in own) or len(hyperparameters) < len(hyperparameter_fields()):
+            return data  # a field-level error is already shown; the run-level check needs them all
+        errors = experiment_problems(
+            env_id=data["env_id"], mode=data["mode"], teacher_model=data.get("teacher_model") or "",
+            hyperparameters=hyperparameters,
+        )
+        for name, message in errors.items():
+            if name == "teacher_model" and len(self.fields["teacher_model"].choices) <= 1:
+                message = "no teacher model is installed; choose the ppo or oracle mode"
+            self.add_error(name if name in self.fields else HP_PREFIX + name, message)
         return data
-
-
-def _bot_can_play(env_id: str) -> bool:
-    from workers.levels import make_env
-
-    env = make_env(env_id, expert=True)
-    try:
-        env.reset(seed=0)
-        return env.expert_action is not None
-    finally:
-        env.close()
 
 
 # --- query strings ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from workers.config import RunConfig, field_docs
+from workers.config import Mode, RunConfig, field_docs
 
 OWN_FIELDS = frozenset({"env_id", "mode", "seed", "teacher_model"})
 
@@ -37,9 +37,10 @@ RANGES: dict[str, Bounds] = {
     "guidance_coef": Bounds(0.0, 100.0),
     "guidance_anneal_frac": Bounds(0.0, 1.0),
     "guidance_epochs": Bounds(1, 100),
+    "teacher_temperature": Bounds(0.01, 10.0),
     "teacher_timeout_s": Bounds(0.5, 600.0),
     "feedback_min_visits": Bounds(1, 100_000),
-    "feedback_margin": Bounds(0.0, 10.0),
+    "feedback_confidence": Bounds(0.0, 10.0),
     "probe_states": Bounds(1, 10_000),
     "eval_interval": Bounds(0, 50_000_000),
     "eval_episodes": Bounds(1, 1000),
@@ -87,18 +88,26 @@ def hyperparameters_validate(values: dict[str, Any]) -> dict[str, str]:
             errors[name] = f"must be between {RANGES[name].low:g} and {RANGES[name].high:g}"
         elif name in CHOICES and value not in CHOICES[name]:
             errors[name] = f"must be one of {', '.join(CHOICES[name])}"
-    if not errors:
-        rollout = values["n_envs"] * values["n_steps"]
-        if values["total_timesteps"] < rollout:
-            errors["total_timesteps"] = f"must be at least one rollout (n_envs x n_steps = {rollout} frames)"
-        if values["batch_size"] > rollout:
-            errors["batch_size"] = f"must not exceed one rollout (n_envs x n_steps = {rollout} frames)"
     return errors
+
+
+def experiment_problems(*, env_id: str, mode: str, teacher_model: str, hyperparameters: Any) -> dict[str, str]:
+    """Why an experiment with these fields could not run, by field name ({} when it can): the
+    hyperparameters' types and ranges, then the engine's own check of a run
+    (``RunConfig.problems``: the level, a rollout's size, the BabyAI bot for the oracle, a
+    teacher for the LLM modes). The form, the model's ``clean`` (so ``manage.py launch`` and
+    ``import_study``) and the engine all come down to that one check."""
+    errors = hyperparameters_validate(hyperparameters)
+    if mode not in {m.value for m in Mode}:
+        errors["mode"] = f"must be one of {', '.join(m.value for m in Mode)}"
+    if errors:
+        return errors
+    return run_config(env_id=env_id, mode=mode, teacher_model=teacher_model, seed=0, hyperparameters=hyperparameters).problems()
 
 
 def run_config(*, env_id: str, mode: str, teacher_model: str, seed: int, hyperparameters: dict[str, Any]) -> RunConfig:
     """The engine's config for one seed of an experiment."""
     raw = {**hyperparameters, "env_id": env_id, "mode": mode, "seed": seed}
-    if teacher_model:
+    if teacher_model or Mode(mode).uses_llm:
         raw["teacher_model"] = teacher_model
     return RunConfig.from_dict(raw)

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from experiments_app.hyperparameters import hyperparameters_validate
+from experiments_app.hyperparameters import OWN_FIELDS, experiment_problems
 from workers.config import Mode
 
 
@@ -67,13 +67,15 @@ class Experiment(models.Model):
         return self.name
 
     def clean(self) -> None:
-        errors = hyperparameters_validate(self.hyperparameters)
-        if errors:
-            raise ValidationError({"hyperparameters": [f"{name}: {msg}" for name, msg in errors.items()]})
         if not isinstance(self.tags, list) or not all(isinstance(t, str) for t in self.tags):
             raise ValidationError({"tags": "tags must be a list of strings"})
-        if Mode(self.mode).uses_llm and not self.teacher_model:
-            raise ValidationError({"teacher_model": f"mode {self.mode} needs a teacher model"})
+        errors = experiment_problems(
+            env_id=self.env_id, mode=self.mode, teacher_model=self.teacher_model, hyperparameters=self.hyperparameters
+        )
+        own = {name: message for name, message in errors.items() if name in OWN_FIELDS}
+        rest = [f"{name}: {message}" for name, message in errors.items() if name not in OWN_FIELDS]
+        if own or rest:
+            raise ValidationError({**own, **({"hyperparameters": rest} if rest else {})})
 
 
 class Run(models.Model):

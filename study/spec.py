@@ -76,12 +76,10 @@ class StudySpec:
 
     def validate(self) -> None:
         """Raise ValueError for a spec the engine would reject, before any run starts."""
-        from workers.engine import validate
-
         for level in self.levels:
             for mode in self.modes:
                 config = self.config(level, mode, self.seeds[0])  # unknown settings fail here
-                validate(config)
+                config.validate()
             for budget in {level.total_timesteps, level.teacher_timesteps or level.total_timesteps}:
                 if budget % config.rollout_frames:
                     raise ValueError(
@@ -153,7 +151,7 @@ NO_DISTS = Level(
     total_timesteps=40_960,
     teacher_timesteps=4_096,
     why="the paper's level: one room, the red ball alone; PPO alone reaches 0.9 in about 32k frames "
-    "(benchmarks/modes.py), so the question is whether guidance gets there sooner",
+    "(benchmarks/speedup.py), so the question is whether guidance gets there sooner",
 )
 # On both harder levels PPO alone plateaus at a training return of about 0.45-0.5 from ~10k to
 # 60k frames (measured, seed 0), and so did the oracle-guided student in the first 28k: the

@@ -31,6 +31,8 @@ class Mode(str, Enum):
 
 
 DEFAULT_ENV = "BabyAI-GoToRedBallNoDists-v0"
+POLICIES = ("cnn", "mlp")
+"""Student networks: minigrid's small CNN over the 7x7 view, or an MLP."""
 
 
 @dataclass
@@ -69,22 +71,28 @@ class RunConfig:
     """Value loss weight."""
     max_grad_norm: float = 0.5
     """Gradient clipping."""
-    guidance_coef: float = 1.0
-    """Initial weight of the distillation loss KL(teacher || student)."""
+    guidance_coef: float = 3.0
+    """Strength of the guidance at the start: the distillation step's learning rate, as a
+    multiple of learning_rate. (The distillation step has an Adam optimizer of its own, and
+    Adam ignores the scale of a loss, so its learning rate is what sets how hard it pulls.)"""
     guidance_anneal_frac: float = 0.5
-    """The guidance weight falls linearly to zero over this fraction of total_timesteps."""
-    guidance_epochs: int = 1
+    """The guidance strength falls linearly to zero over this fraction of total_timesteps."""
+    guidance_epochs: int = 10
     """Distillation passes over each rollout, after PPO's update."""
-    teacher_model: str = "smollm2-135m-instruct-q4_1"
+    teacher_model: str = "qwen2.5-coder-0.5b-instruct-q4_k_m"
     """An installed teacher's name (see ``python -m workers models``) or a GGUF path inside a
     configured model directory."""
+    teacher_temperature: float = 0.2
+    """The LLM teacher's action distribution is sharpened to p^(1/T) before it guides: its raw
+    distributions are flat, and a student that copied them would stay close to random."""
     teacher_timeout_s: float = 20.0
     """An LLM call slower than this is a fault: the run goes on student-only."""
     feedback_min_visits: int = 8
-    """Student feedback for a situation is sent once each of its leading actions has been
-    tried this many times."""
-    feedback_margin: float = 0.02
-    """...and the best action's mean advantage beats the runner-up by at least this."""
+    """An action counts in the student's verdict on a situation once it has been tried there
+    this many times."""
+    feedback_confidence: float = 2.0
+    """...and the verdict's action must beat every other counted action there by this many
+    standard errors of the advantage difference."""
     probe_states: int = 200
     """States (with the BabyAI bot's action) on which teacher accuracy is measured."""
     eval_interval: int = 25_000
@@ -119,6 +127,36 @@ class RunConfig:
     @property
     def rollout_frames(self) -> int:
         return self.n_envs * self.n_steps
+
+    def problems(self) -> dict[str, str]:
+        """Why this config cannot run, by field name ({} when it can). The one check of what a
+        valid run is: the engine, the launch form, ``manage.py launch`` and ``import_study``
+        all make it."""
+        from workers.levels import bot_can_play, check_level
+
+        errors: dict[str, str] = {}
+        try:
+            check_level(self.env_id)
+        except ValueError as exc:
+            errors["env_id"] = str(exc)
+        if self.policy not in POLICIES:
+            errors["policy"] = f"must be one of {', '.join(POLICIES)}"
+        rollout = self.rollout_frames
+        if self.total_timesteps < rollout:
+            errors["total_timesteps"] = f"must be at least one rollout (n_envs x n_steps = {rollout} frames)"
+        if self.batch_size > rollout:
+            errors["batch_size"] = f"must not exceed one rollout (n_envs x n_steps = {rollout} frames)"
+        if self.mode.uses_llm and not self.teacher_model:
+            errors["teacher_model"] = f"the {self.mode.value} mode needs a teacher model"
+        if self.mode == Mode.ORACLE and "env_id" not in errors and not bot_can_play(self.env_id):
+            errors["mode"] = f"oracle mode needs the BabyAI bot, which cannot play {self.env_id}"
+        return errors
+
+    def validate(self) -> None:
+        """Raise ValueError naming every problem (``problems``)."""
+        errors = self.problems()
+        if errors:
+            raise ValueError("; ".join(f"{name}: {message}" for name, message in errors.items()))
 
 
 def field_docs() -> dict[str, str]:

@@ -1,25 +1,19 @@
 """One training run, top to bottom: ``train(config, sink, out_dir=...)``.
 
-    set up        level, teacher (a bad model fails here, before any training), probe states
-    loop          for each rollout:
-                    stop?                     -> checkpoint, finish as "stopped"
-                    collect (GuidanceCallback: teacher distribution for every sample,
-                             live frames and hints of environment 0)
-                    feedback (bidirectional)  -> verdicts change -> the teacher re-answers
-                    PPO update + distillation toward the teacher
-                    report metrics, progress; evaluate and checkpoint on schedule
-    finish        final evaluation, the teacher's accuracy zero-shot and with the feedback,
-                  summary.json
+    set up      level, guidance (an LLM teacher that cannot be loaded fails here, before any
+                training), probe states; the teacher answers the probes' situations
+    loop        for each rollout:
+                  stop?                    -> checkpoint, finish as "stopped"
+                  collect                  (GuidanceCallback: each sample's advice and weight,
+                                            live frames and hints of environment 0)
+                  guidance.learn           the student's experience flows back (bidirectional)
+                  PPO update + distillation toward the advice, annealed
+                  report metrics, progress; evaluate and checkpoint on schedule
+    finish      final evaluation, the teacher's accuracy zero-shot and with the feedback,
+                summary.json
 
-Modes differ only in where the guidance comes from (``_Run.guide``) and whether the feedback
-flows back; the ``teacher`` mode replaces the loop by the teacher acting alone.
-
-The distillation weight of a sample is 1 in unidirectional mode. In bidirectional mode the
-student's verdicts also tell the loop how far to trust the teacher: a situation with a verdict
-is guided only if the teacher's answer agrees with it, and a situation without one is
-guided with the teacher's measured reliability (how often its feedback-free answers agreed
-with the student's verdicts elsewhere) corrected for chance: a teacher that agrees no more
-often than a random pick would is not followed at all.
+The modes differ only in their guidance object (``workers.guidance``); the ``teacher`` mode
+replaces the loop by the teacher acting alone.
 """
 
 from __future__ import annotations
@@ -42,13 +36,13 @@ from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from workers.config import Mode, RunConfig
-from workers.evaluation import Probe, collect_probes, evaluate_policy, teacher_accuracy
+from workers.evaluation import Probe, collect_probes, evaluate_policy
 from workers.events import EventEmitter, EventKind, EventSink, StopSignal, never_stop
-from workers.feedback import FeedbackMemory
-from workers.levels import check_level, make_env
+from workers.guidance import Guidance, LLMGuidance, guidance_for
+from workers.levels import make_env
 from workers.situation import Situation
 from workers.student import GuidedPPO, MinigridCNN
-from workers.teachers import LLMTeacher, TeacherError
+from workers.teachers import TeacherError
 
 CHECKPOINT_DIR = "checkpoint"
 MIN_EPISODES_FOR_THRESHOLD = 20
@@ -58,22 +52,7 @@ MIN_EPISODES_FOR_THRESHOLD = 20
 def _policy_setup(config: RunConfig) -> tuple[str, dict[str, Any]]:
     if config.policy == "cnn":
         return "CnnPolicy", {"features_extractor_class": MinigridCNN, "features_extractor_kwargs": {"features_dim": 128}}
-    if config.policy == "mlp":
-        return "MlpPolicy", {"net_arch": [64, 64]}
-    raise ValueError(f"unknown policy {config.policy!r}: use 'cnn' or 'mlp'")
-
-
-def validate(config: RunConfig) -> None:
-    """Everything that can be checked before any work: raises ValueError with the reason."""
-    check_level(config.env_id)
-    _policy_setup(config)
-    if config.total_timesteps < config.rollout_frames:
-        raise ValueError(f"total_timesteps must be at least one rollout ({config.rollout_frames} frames)")
-    if config.mode == Mode.ORACLE:
-        env = make_env(config.env_id, expert=True)
-        env.reset(seed=config.seed)
-        if env.expert_action is None:
-            raise ValueError(f"oracle mode needs the BabyAI bot, which cannot play {config.env_id}")
+    return "MlpPolicy", {"net_arch": [64, 64]}
 
 
 class Throttle:
@@ -92,13 +71,14 @@ class Throttle:
 
 
 class GuidanceCallback(BaseCallback):
-    """Runs inside SB3's rollout collection: records each sample's situation and teacher
-    distribution, and emits environment 0's live frames and hints at a bounded rate."""
+    """Runs inside SB3's rollout collection: records each sample's situation, advice and
+    weight, and emits environment 0's live frames and hints at a bounded rate."""
 
     def __init__(self, run: "_Run"):
         super().__init__()
         self.run = run
         self.situations: list[Situation] = []
+        self.experts: list[int | None] = []
         self.keys = np.empty((run.config.n_steps, run.config.n_envs), dtype=object)
         self._frames = Throttle(run.config.frame_interval_s)
         self._hints = Throttle(run.config.hint_interval_s)
@@ -109,23 +89,23 @@ class GuidanceCallback(BaseCallback):
 
     def _observe(self) -> None:
         """Read the situations (and the bot's actions) of the observations the next step acts
-        on. PPO alone has no teacher and skips this."""
-        if not self.run.has_teacher:
+        on. Without guidance, nothing is read: PPO alone never pays for it."""
+        guidance = self.run.guidance
+        if not guidance.active:
             return
         self.situations = self.training_env.get_attr("situation")
-        self.experts = self.training_env.get_attr("expert_action") if self.run.config.mode == Mode.ORACLE else None
+        n = len(self.situations)
+        self.experts = self.training_env.get_attr("expert_action") if guidance.needs_expert else [None] * n
 
     def _on_step(self) -> bool:
         run, model = self.run, self.model
         pos = model.rollout_buffer.pos
         actions = self.locals["actions"]
         self._episode_step = 0 if self.locals["dones"][0] else self._episode_step + 1
-        if run.has_teacher:
-            for i, situation in enumerate(self.situations):
+        if run.guidance.active:
+            for i, (situation, expert) in enumerate(zip(self.situations, self.experts)):
                 self.keys[pos, i] = situation.key
-                probs, weight = run.guide(situation, self.experts[i] if self.experts else None)
-                model.guide_probs[pos, i] = probs
-                model.guide_weight[pos, i] = weight
+                model.guide_probs[pos, i], model.guide_weight[pos, i] = run.guidance.advise(situation, expert)
             if self._hints.ready():
                 run.emit_hint(self.situations[0], model.guide_probs[pos, 0], model.guide_weight[pos, 0], int(actions[0]))
         if self._frames.ready():
@@ -135,91 +115,38 @@ class GuidanceCallback(BaseCallback):
 
 
 class _Run:
-    """The state of one run between rollouts."""
+    """A run's state between rollouts, and how it reports: events, checkpoints, the summary."""
 
     def __init__(self, config: RunConfig, emitter: EventEmitter, out_dir: Path, actions: tuple[str, ...]):
         self.config = config
         self.emitter = emitter
         self.out_dir = out_dir
         self.actions = actions
-        self.teacher: LLMTeacher | None = None
+        self.guidance: Guidance = Guidance()
         self.probes: list[Probe] = []
-        self.memory = FeedbackMemory(actions, min_visits=config.feedback_min_visits, margin=config.feedback_margin)
-        self.reliability = 0.5
-        """Laplace estimate of how often the teacher's feedback-free answers agree with the
-        student's verdicts; 0.5 until there are verdicts."""
         self.frames_to: dict[float, int | None] = {0.9: None, config.return_threshold: None}
-        self.accuracy_start: float | None = None
-        self.accuracy_end: float | None = None
+        self.accuracy: dict[str, float | None] = {"start": None, "end": None, "end_unjudged": None}
         self.wall_before = 0.0
         self.started = time.monotonic()
         self.next_eval = config.eval_interval or None
         self.last_eval: dict | None = None
         self.timesteps = 0
 
-    # --- the teacher ---------------------------------------------------------------------
-
-    @property
-    def has_teacher(self) -> bool:
-        return self.teacher is not None or self.config.mode == Mode.ORACLE
-
-    def feedback(self, situation: Situation) -> str | None:
-        return self.memory.sentence(situation.key) if self.config.mode == Mode.BIDIRECTIONAL else None
-
-    def guide(self, situation: Situation, expert: int | None) -> tuple[np.ndarray, float]:
-        """(teacher distribution, weight) for one sample; weight 0 means no guidance.
-        ``expert`` is the BabyAI bot's action there (oracle mode only)."""
-        n = len(situation.actions)
-        if self.config.mode == Mode.ORACLE:
-            if expert is None:
-                return np.full(n, 1 / n), 0.0
-            probs = np.full(n, 0.05 / (n - 1))
-            probs[expert] = 0.95
-            return probs, 1.0
-        if self.teacher is None or not self.config.mode.guides_student:
-            return np.full(n, 1 / n), 0.0
-        probs = self.teacher.current(situation, self.feedback(situation))
-        if probs is None:
-            return np.full(n, 1 / n), 0.0
-        if self.config.mode == Mode.UNIDIRECTIONAL:
-            return probs, 1.0
-        verdict = self.memory.verdict(situation.key)
-        if verdict is None:
-            return probs, self.trust
-        return probs, float(int(np.argmax(probs)) == verdict)
-
-    @property
-    def trust(self) -> float:
-        """The reliability above chance, scaled to [0, 1]: the weight of advice the student
-        cannot check yet."""
-        chance = 1 / len(self.actions)
-        return max(0.0, (self.reliability - chance) / (1 - chance))
-
-    def measure_teacher(self) -> float | None:
-        """The teacher's accuracy on the probes as it would answer them now; None until it
-        has answered each probe's situation once (it does so when training leaves it idle)."""
-        if self.teacher is None:
-            return None
-        return teacher_accuracy(lambda s: self.teacher.latest(s, self.feedback(s)), self.probes)  # type: ignore[union-attr]
-
-    def update_reliability(self) -> None:
-        """How often the teacher's feedback-free answers agree with the student's verdicts."""
-        agree = total = 0
-        for key, verdict in self.memory.verdicts().items():
-            answer = self.teacher.cached(key, None) if self.teacher else None
-            if answer is not None:
-                total += 1
-                agree += int(np.argmax(answer) == verdict)
-        self.reliability = (agree + 1) / (total + 2)
-
     def drop_faulty_teacher(self) -> None:
-        if self.teacher is None:
-            return
-        fault = self.teacher.failure()
+        """A teacher whose call failed or hung is closed; the run goes on student-only."""
+        teacher = self.guidance.teacher
+        fault = teacher.failure() if teacher else None
         if fault is not None:
-            self.teacher.close()
-            self.teacher = None
+            self.guidance.close()
+            self.guidance = Guidance()
             self.emit(EventKind.TEACHER_FAULT, error=str(fault), fallback="student-only")
+
+    def measure_teacher(self, *, wait: bool) -> tuple[float | None, float | None]:
+        """The teacher's accuracy on the probes with the student's feedback, overall and where
+        the student has no verdict (see ``LLMGuidance.accuracy``); Nones without a teacher."""
+        if not isinstance(self.guidance, LLMGuidance):
+            return None, None
+        return self.guidance.accuracy(self.probes, wait=wait)
 
     # --- reporting -----------------------------------------------------------------------
 
@@ -234,9 +161,9 @@ class _Run:
             distribution={a: round(float(p), 4) for a, p in zip(situation.actions, probs)},
             teacher_action=situation.actions[int(np.argmax(probs))] if weight > 0 else None,
             action_taken=situation.actions[action],
-            feedback=self.feedback(situation),
+            feedback=self.guidance.feedback(situation),
             weight=round(float(weight), 3),
-            source="oracle" if self.config.mode == Mode.ORACLE else ("llm" if weight > 0 else "none"),
+            source=self.guidance.source if weight > 0 else "none",
         )
 
     def emit_frame(self, vec_env: VecEnv, action: int | None, reward: float, episode_step: int) -> None:
@@ -264,19 +191,21 @@ class _Run:
             for threshold, reached in self.frames_to.items():
                 if reached is None and mean_return >= threshold:
                     self.frames_to[threshold] = self.timesteps
-        stats = self.teacher.stats if self.teacher else None
+        teacher = self.guidance.teacher
+        stats = teacher.stats if teacher else None
+        accuracy, accuracy_unjudged = self.measure_teacher(wait=False)
         self.emit(
             EventKind.METRICS,
             mean_return=mean_return,
             success_rate=float(np.mean(np.array(returns) > 0)) if returns else None,
             mean_length=float(safe_mean([e["l"] for e in episodes])) if returns else None,
             episodes=len(returns),
-            teacher_accuracy=self.measure_teacher(),
+            teacher_accuracy=accuracy,
+            teacher_accuracy_unjudged=accuracy_unjudged,
             cache_hit_rate=stats.hit_rate if stats else None,
             llm_calls=stats.calls if stats else 0,
             llm_latency_ms=stats.mean_latency_ms if stats else None,
-            feedback_situations=self.memory.situations_with_verdict,
-            teacher_reliability=self.reliability if self.config.mode == Mode.BIDIRECTIONAL else None,
+            **{"feedback_situations": 0, "teacher_reliability": None, **self.guidance.metrics()},
             **losses,
         )
         remaining = self.config.total_timesteps - self.timesteps
@@ -305,9 +234,7 @@ class _Run:
             "wall_s": self.wall_s(),
             "frames_to": [[k, v] for k, v in self.frames_to.items()],
             "next_eval": self.next_eval,
-            "reliability": self.reliability,
-            "memory": self.memory.state_dict(),
-            "teacher": self.teacher.state_dict() if self.teacher else None,
+            "guidance": self.guidance.state_dict(),
         }
         (tmp / "state.json").write_text(json.dumps(state))
         # Announced before it replaces the last one: a sink that refuses the event (the web
@@ -322,10 +249,8 @@ class _Run:
         self.wall_before = state["wall_s"]
         self.frames_to = {float(k): v for k, v in state["frames_to"]}
         self.next_eval = state["next_eval"]
-        self.reliability = state["reliability"]
-        self.memory.load_state_dict(state["memory"])
-        if self.teacher and state["teacher"]:
-            self.teacher.load_state_dict(state["teacher"])
+        # Checkpoints from before the guidance objects kept the guidance's fields at the top.
+        self.guidance.load_state_dict(state.get("guidance", state))
 
     # --- evaluation and summary ----------------------------------------------------------
 
@@ -336,8 +261,8 @@ class _Run:
         self.emit(EventKind.EVALUATION, **result)
         return result
 
-    def summary(self, status: str, fps: float) -> dict:
-        stats = self.teacher.stats if self.teacher else None
+    def summary(self, status: str, fps: float, stats) -> dict:
+        last = self.last_eval or {}
         return {
             "env": self.config.env_id,
             "mode": self.config.mode.value,
@@ -347,13 +272,14 @@ class _Run:
             "frames_to_0_9": self.frames_to[0.9],
             "return_threshold": self.config.return_threshold,
             "frames_to_threshold": self.frames_to[self.config.return_threshold],
-            "final_eval_return": self.last_eval["mean_return"] if self.last_eval else None,
-            "final_eval_success": self.last_eval["success_rate"] if self.last_eval else None,
-            "final_eval_sampled_return": self.last_eval["sampled_mean_return"] if self.last_eval else None,
-            "final_eval_sampled_success": self.last_eval["sampled_success_rate"] if self.last_eval else None,
+            "final_eval_return": last.get("mean_return"),
+            "final_eval_success": last.get("success_rate"),
+            "final_eval_sampled_return": last.get("sampled_mean_return"),
+            "final_eval_sampled_success": last.get("sampled_success_rate"),
             "teacher_model": self.config.teacher_model if self.config.mode.uses_llm else None,
-            "teacher_accuracy_start": self.accuracy_start,
-            "teacher_accuracy_end": self.accuracy_end,
+            "teacher_accuracy_start": self.accuracy["start"],
+            "teacher_accuracy_end": self.accuracy["end"],
+            "teacher_accuracy_end_unjudged": self.accuracy["end_unjudged"],
             "llm_calls": stats.calls if stats else 0,
             "llm_mean_latency_ms": stats.mean_latency_ms if stats else None,
             "cache_hit_rate": stats.hit_rate if stats else None,
@@ -397,10 +323,10 @@ def train(
     emitter = EventEmitter(sink, last_seq=last_seq)
     run: _Run | None = None
     try:
-        validate(config)
+        config.validate()
         run = _Run(config, emitter, out_dir, make_env(config.env_id).action_names)
-        if config.mode.uses_llm:
-            run.teacher = LLMTeacher(config.teacher_model, run.actions, timeout_s=config.teacher_timeout_s)
+        run.guidance = guidance_for(config, run.actions)
+        if run.guidance.teacher is not None:
             run.probes = collect_probes(config.env_id, config.probe_states, config.seed)
         state = json.loads(state_path.read_text()) if resume else None
         if state:
@@ -419,16 +345,17 @@ def train(
             status, fps = _teacher_alone(run, should_stop)
         else:
             status, fps = _train_student(run, should_stop, state_path if state else None)
-        if run.teacher and status != "stopped":
+        stats = run.guidance.teacher.stats if run.guidance.teacher else None
+        if isinstance(run.guidance, LLMGuidance) and status != "stopped":
             # Measured after training, so that no run waits for a measurement before it learns
             # (most answers are in the cache by now); not after a stop, which someone awaits.
-            run.teacher.drop_queued()
+            run.guidance.teacher.drop_queued()  # type: ignore[union-attr]
             try:
-                run.accuracy_start = teacher_accuracy(lambda s: run.teacher.ask(s, None), run.probes)  # type: ignore[union-attr]
-                run.accuracy_end = teacher_accuracy(lambda s: run.teacher.ask(s, run.feedback(s)), run.probes)  # type: ignore[union-attr]
+                run.accuracy["start"], _ = run.guidance.accuracy(run.probes, wait=True, with_feedback=False)
+                run.accuracy["end"], run.accuracy["end_unjudged"] = run.guidance.accuracy(run.probes, wait=True)
             except TeacherError:
                 run.drop_faulty_teacher()
-        summary = run.summary(status, fps)
+        summary = run.summary(status, fps, stats)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         run.emit(EventKind.RUN_FINISHED, status=status, summary=summary)
         return summary
@@ -441,16 +368,25 @@ def train(
         )
         raise
     finally:
-        if run and run.teacher:
-            run.teacher.close()
+        if run:
+            run.guidance.close()
         sink.close()
+
+
+def _guidance_lr(config: RunConfig, timesteps: int) -> float:
+    """The distillation step's learning rate after ``timesteps`` frames: ``guidance_coef`` times
+    PPO's, falling linearly to zero over ``guidance_anneal_frac`` of the run."""
+    horizon = config.guidance_anneal_frac * config.total_timesteps
+    if horizon <= 0:
+        return 0.0
+    return config.guidance_coef * config.learning_rate * max(0.0, 1.0 - timesteps / horizon)
 
 
 def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | None) -> tuple[str, float]:
     config = run.config
     th.set_num_threads(1)  # the networks are tiny; a second thread only fights the LLM's
     vec_env = make_vec_env(
-        lambda: make_env(config.env_id, expert=config.mode == Mode.ORACLE),
+        lambda: make_env(config.env_id, expert=run.guidance.needs_expert),
         n_envs=config.n_envs,
         seed=config.seed,
         vec_env_cls=DummyVecEnv,
@@ -479,6 +415,11 @@ def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | 
         )
     model.guidance_epochs = config.guidance_epochs
     callback = GuidanceCallback(run)
+    if not checkpoint_state:
+        try:
+            run.guidance.prepare(run.probes)
+        except TeacherError:
+            run.drop_faulty_teacher()
 
     def policy(obs: np.ndarray, _env) -> np.ndarray:
         with th.no_grad():
@@ -494,15 +435,12 @@ def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | 
         if should_stop():
             status = "stopped"
             break
-        model.guidance_coef = _guidance_coef(config, model.num_timesteps) if run.has_teacher else 0.0
+        guidance_lr = _guidance_lr(config, model.num_timesteps)  # as the rollout starts
         model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
         run.drop_faulty_teacher()
-        if not run.has_teacher:
-            model.guidance_coef = 0.0
-        if config.mode == Mode.BIDIRECTIONAL and run.teacher:
-            buffer = model.rollout_buffer
-            run.memory.update(callback.keys.ravel(), buffer.actions.astype(int), buffer.advantages)
-            run.update_reliability()
+        buffer = model.rollout_buffer
+        run.guidance.learn(callback.keys.ravel(), buffer.actions.ravel().astype(int), buffer.advantages.ravel())
+        model.guidance_lr = guidance_lr if run.guidance.active else 0.0
         model._update_current_progress_remaining(model.num_timesteps, total)
         model.train()
         rollouts += 1
@@ -519,7 +457,7 @@ def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | 
                 "approx_kl": losses.get("approx_kl"),
                 "clip_fraction": losses.get("clip_fraction"),
                 "guidance_loss": model.last_guidance_loss,
-                "guidance_coef": model.guidance_coef,
+                "guidance_coef": model.guidance_lr / config.learning_rate,
             },
             fps,
         )
@@ -537,17 +475,10 @@ def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | 
     return status, fps
 
 
-def _guidance_coef(config: RunConfig, timesteps: int) -> float:
-    horizon = config.guidance_anneal_frac * config.total_timesteps
-    if horizon <= 0:
-        return 0.0
-    return config.guidance_coef * max(0.0, 1.0 - timesteps / horizon)
-
-
 def _teacher_alone(run: _Run, should_stop: StopSignal) -> tuple[str, float]:
     """The teacher acts (its most likely action), nothing learns: how good is it alone?"""
     config = run.config
-    teacher = run.teacher
+    teacher = run.guidance.teacher
     assert teacher is not None
     vec_env = make_vec_env(lambda: make_env(config.env_id), n_envs=config.n_envs, seed=config.seed, vec_env_cls=DummyVecEnv)
     vec_env.reset()

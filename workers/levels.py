@@ -75,6 +75,16 @@ def check_level(env_id: str) -> None:
         raise ValueError(f"unknown level {env_id!r}: not a BabyAI-* or MiniGrid-* id minigrid registers")
 
 
+def bot_can_play(env_id: str) -> bool:
+    """Whether minigrid's BabyAI bot can play ``env_id`` (it knows BabyAI's missions only)."""
+    env = make_env(env_id, expert=True)
+    try:
+        env.reset(seed=0)
+        return env.expert_action is not None
+    finally:
+        env.close()
+
+
 class TeachableEnv(gym.Wrapper):
     """A minigrid level with the level's action subset, the student's observation, and the
     current situation (and optionally the BabyAI bot's action) kept for the teacher."""

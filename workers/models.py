@@ -27,7 +27,7 @@ SMOLLM2 = "smollm2-135m-instruct-q4_1"
 GEMMA = "gemma-3-270m-q4_k_m"
 QWEN_05B = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 QWEN_15B = "qwen2.5-coder-1.5b-instruct-q4_k_m"
-DEFAULT_TEACHER = SMOLLM2
+DEFAULT_TEACHER = QWEN_05B
 
 _BLOCK = 1 << 20
 """Bytes copied and hashed at a time while assembling: memory stays flat whatever the model."""

@@ -45,6 +45,18 @@ ACTION_HELP = {
 }
 
 
+HOW_TO_REACH = (
+    "How to reach an object: if you cannot see it, turn to look around, or walk on where the way is open; "
+    "if it is to your left or right, level with you, turn towards it; once it is ahead of you, move forward; "
+    "never walk into a wall."
+)
+"""General advice on moving in a grid, part of every level's instructions. Measured with
+benchmarks/teacher_accuracy.py (results in benchmarks/results/prompts.txt): Qwen2.5-Coder-0.5B
+agrees with the BabyAI bot more often with it, and acting alone it reaches the red ball in
+every episode (return 0.89, against 0.81 without it). Wordings that said only "turn to look
+around" made the model spin on the spot."""
+
+
 def gpu_layers() -> int:
     """How many layers llama.cpp offloads to the GPU (``BIDIR_TEACHER_GPU_LAYERS``): 0, the
     default, runs on the CPU; -1 offloads them all. Only a llama-cpp-python built with CUDA
@@ -128,6 +140,7 @@ class LLMTeacher:
         self.name = model
         self.actions = actions
         self.timeout_s = timeout_s
+        self._threads = n_threads
         n_gpu_layers = gpu_layers()
         try:
             self._llm = Llama(model_path=str(self.path), n_ctx=1024, n_threads=n_threads, n_threads_batch=n_threads,
@@ -164,6 +177,7 @@ class LLMTeacher:
             "Each turn it takes exactly one of these actions:\n"
             f"{lines}\n"
             "Read the situation, then name the single best next action.\n\n"
+            f"{HOW_TO_REACH}\n\n"
         )
 
     def _chat_template(self):
@@ -304,6 +318,18 @@ class LLMTeacher:
                 fault = self.failure()
                 if fault is not None:
                     raise (fault if isinstance(fault, TeacherError) else TeacherError(str(fault))) from fault
+
+    def prepare(self, situations: list[Situation], threads: int) -> None:
+        """Answer ``situations`` zero-shot now, waiting, on ``threads`` threads (the training
+        loop is not running yet, so the LLM may use the cores it will share later)."""
+        import llama_cpp
+
+        llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, threads, threads)
+        try:
+            for situation in {s.key: s for s in situations}.values():
+                self.ask(situation, None)
+        finally:
+            llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, self._threads, self._threads)
 
     def drop_queued(self) -> None:
         """Forget the questions that have not started (say, the training loop's, once training

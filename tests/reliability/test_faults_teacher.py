@@ -17,6 +17,7 @@ from experiments_app.models import Experiment, Metric, Run
 from tests.web.helpers import small_hyperparameters
 from workers.events import EventKind
 from workers.tasks import train_run
+from workers.student import GuidedPPO
 from workers.teachers import DEFAULT_TEACHER, LLMTeacher
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
@@ -101,10 +102,12 @@ def test_a_model_that_fails_at_run_start_fails_the_run_before_any_training_with_
 
 
 TOTAL = 6144
-TIMEOUT_S = 20.0
-"""The engine's default. A shorter one can time out the first, cold LLM call itself on a busy
-machine (llama.cpp's first evaluation after loading took up to 15 s here while other work ran;
-later ones 0.04 s), and that fails the run at its start measurement instead."""
+TIMEOUT_S = 5.0
+"""Shorter than the engine's default (20 s): the test's prompt is two words, so only the
+injected hang can take this long."""
+ROLLOUT_PAUSE_S = 0.25
+"""Each rollout's update is held this long once the LLM hangs, so that the run outlasts the
+timeout on any machine: 48 rollouts of 128 frames take at least 12 s."""
 
 
 def test_a_hanging_llm_call_is_shown_as_a_teacher_fault_and_the_run_finishes_student_only(
@@ -131,9 +134,19 @@ def test_a_hanging_llm_call_is_shown_as_a_teacher_fault_and_the_run_finishes_stu
             release.wait(120)
         return "Best action:"
 
+    real_update = GuidedPPO.train
+
+    def slow_update(self):
+        if "hang" in timeline:
+            time.sleep(ROLLOUT_PAUSE_S)
+        real_update(self)
+
     monkeypatch.setattr(services, "run_record_events", record_and_watch)
     monkeypatch.setattr(LLMTeacher, "prompt", prompt)
-    run = create(alice, team_a, DEFAULT_TEACHER, total_timesteps=TOTAL, teacher_timeout_s=TIMEOUT_S).runs.get()
+    monkeypatch.setattr(GuidedPPO, "train", slow_update)
+    # Two probe states: the teacher's warm-up answers only their situations, so that training
+    # meets new ones after the first rollout and asks the (then hanging) LLM about them.
+    run = create(alice, team_a, DEFAULT_TEACHER, total_timesteps=TOTAL, teacher_timeout_s=TIMEOUT_S, probe_states=2).runs.get()
     started = time.monotonic()
     try:
         status = train_run.apply(args=[run.pk]).get()
@@ -145,8 +158,8 @@ def test_a_hanging_llm_call_is_shown_as_a_teacher_fault_and_the_run_finishes_stu
     assert status == "succeeded" and run.timesteps == TOTAL
     assert f"did not answer within {TIMEOUT_S:g} s" in run.teacher_fault and len(fault_seq) == 1
     detected_s = timeline["fault"] - timeline["hang"]
-    # Rollouts do not wait for the teacher, so the run may even reach its end before the hung
-    # call times out; the final accuracy measurement then reports the fault.
+    # Rollouts do not wait for the teacher: the run notices the hung call after each rollout,
+    # once it has run for longer than the timeout, and goes on without the teacher.
     after = list(Metric.objects.filter(run=run, kind="metrics", seq__gt=fault_seq[0]))
     assert all(m.data["guidance_coef"] == 0.0 and m.data["teacher_accuracy"] is None for m in after), "student-only"
     client.force_login(alice)

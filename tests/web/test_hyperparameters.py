@@ -3,6 +3,7 @@ from dataclasses import fields
 from experiments_app.hyperparameters import (
     OWN_FIELDS,
     RANGES,
+    experiment_problems,
     hyperparameter_defaults,
     hyperparameter_fields,
     hyperparameters_validate,
@@ -37,8 +38,11 @@ def test_ints_are_accepted_for_floats_but_not_bools_for_ints():
     assert "n_epochs" in hyperparameters_validate({**hyperparameter_defaults(), "n_epochs": True})
 
 
-def test_rollout_size_is_checked_across_fields():
-    errors = hyperparameters_validate({**hyperparameter_defaults(), "total_timesteps": 100, "batch_size": 4096})
+def test_rollout_size_is_checked_across_fields_by_the_engines_rule():
+    errors = experiment_problems(
+        env_id="BabyAI-GoToRedBallNoDists-v0", mode="ppo", teacher_model="",
+        hyperparameters={**hyperparameter_defaults(), "total_timesteps": 100, "batch_size": 4096},
+    )
     assert "at least one rollout" in errors["total_timesteps"]
     assert "must not exceed one rollout" in errors["batch_size"]
 

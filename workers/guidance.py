@@ -1,0 +1,237 @@
+"""Where a run's guidance comes from: one object per source, behind one small interface.
+
+For every rollout sample the engine asks the run's :class:`Guidance` for *advice*: a
+distribution over the level's actions that the student's distillation step pulls toward, and
+the sample's weight in that step (0: no guidance). After each rollout the engine hands the
+guidance the student's experience in it (``learn``): that is where the student talks back to
+the teacher. The guidance's state goes into checkpoints.
+
+    Guidance         ppo (and the teacher acting alone): nothing is advised
+    OracleGuidance   minigrid's BabyAI bot: its action for the exact state, held at 0.95
+    LLMGuidance      the LLM teacher's answers, sharpened (unidirectional); given a
+                     FeedbackMemory (bidirectional), the student's verdicts reach the
+                     teacher's prompt and decide how far the student follows it
+
+A new kind of guidance is a new class with these methods and one line in ``guidance_for``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from workers.config import Mode, RunConfig
+from workers.evaluation import Probe, teacher_accuracy
+from workers.feedback import FeedbackMemory
+from workers.situation import Situation
+from workers.teachers import LLMTeacher
+
+CONFIDENT = 0.95
+"""The share an advised action gets when the advice is certain (the bot's, or an LLM answer the
+student's own verdict confirms): the rest is spread over the other actions, so that the
+distillation loss stays finite and the student keeps trying them now and then."""
+
+RELIABILITY_PRIOR = 4.0
+"""Pseudo-counts of agreement and of disagreement behind the teacher's measured reliability.
+The first verdicts come where actions differ most, which is where a teacher errs: with one
+pseudo-count each, one early disagreement made a good teacher (Qwen2.5-Coder-0.5B, 0.67
+zero-shot) untrusted, and its run learned no faster than PPO alone."""
+
+
+def held(action: int, n: int, share: float = CONFIDENT) -> np.ndarray:
+    """``share`` on ``action``, the rest spread evenly over the other ``n - 1`` actions."""
+    probs = np.full(n, (1 - share) / (n - 1))
+    probs[action] = share
+    return probs
+
+
+def uniform(n: int) -> np.ndarray:
+    return np.full(n, 1 / n)
+
+
+def sharpen(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``probs ** (1 / temperature)``, renormalised."""
+    logits = np.log(np.clip(probs, 1e-12, None)) / temperature
+    sharp = np.exp(logits - logits.max())
+    return sharp / sharp.sum()
+
+
+class Guidance:
+    """No guidance: the interface, and the student alone."""
+
+    source = "none"
+    """The hint events' ``source``."""
+    needs_expert = False
+    """Whether the environments must run the BabyAI bot alongside (its action is ``expert``)."""
+    teacher: LLMTeacher | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether samples are advised at all (the student alone skips reading situations)."""
+        return False
+
+    def advise(self, situation: Situation, expert: int | None) -> tuple[np.ndarray, float]:
+        """(advice, weight) for a sample taken in ``situation``; ``expert`` is the bot's action
+        there when ``needs_expert``."""
+        return uniform(len(situation.actions)), 0.0
+
+    def feedback(self, situation: Situation) -> str | None:
+        """The sentence the student sends the teacher about ``situation``, if any."""
+        return None
+
+    def prepare(self, probes: list[Probe]) -> None:
+        """Before the first rollout: get ready to advise in the probes' situations."""
+
+    def learn(self, keys: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> None:
+        """After a rollout: each sample's situation key, the student's action, its advantage."""
+
+    def metrics(self) -> dict[str, Any]:
+        """Figures for this rollout's METRICS event."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class OracleGuidance(Guidance):
+    """minigrid's BabyAI bot as the teacher: the upper bound of what guidance can pass on."""
+
+    source = "oracle"
+    needs_expert = True
+
+    @property
+    def active(self) -> bool:
+        return True
+
+    def advise(self, situation: Situation, expert: int | None) -> tuple[np.ndarray, float]:
+        n = len(situation.actions)
+        return (uniform(n), 0.0) if expert is None else (held(expert, n), 1.0)
+
+
+class LLMGuidance(Guidance):
+    """An LLM teacher's answers, sharpened to ``p ** (1 / temperature)``: its raw next-token
+    distributions are flat (the top action near 0.5 on GoToRedBallNoDists) although their
+    ranking is informative, and a student that copied them stayed near random.
+
+    With a ``memory`` (bidirectional), the student's verdicts flow back: each situation's verdict
+    is a sentence in the teacher's prompt for it, so the teacher answers it again; and the
+    verdicts decide the weights. Where the teacher's answer agrees with the verdict, the advice
+    is that action held at 0.95, weight 1; where it disagrees, it is not followed (weight 0)
+    until it has answered the feedback; where the student has no verdict, the weight is the
+    teacher's measured reliability above chance (``trust``)."""
+
+    source = "llm"
+
+    def __init__(self, teacher: LLMTeacher, *, temperature: float, memory: FeedbackMemory | None = None):
+        self.teacher = teacher
+        self.temperature = temperature
+        self.memory = memory
+        self.reliability = 0.5
+        """How often the teacher's feedback-free answers agree with the student's verdicts
+        (``RELIABILITY_PRIOR`` pseudo-counts each way); 0.5 until there are verdicts."""
+
+    @property
+    def active(self) -> bool:
+        return True
+
+    def feedback(self, situation: Situation) -> str | None:
+        return self.memory.sentence(situation.key) if self.memory else None
+
+    def advise(self, situation: Situation, expert: int | None) -> tuple[np.ndarray, float]:
+        n = len(situation.actions)
+        answer = self.teacher.current(situation, self.feedback(situation))  # type: ignore[union-attr]
+        if answer is None:
+            return uniform(n), 0.0
+        advice = sharpen(answer, self.temperature)
+        if self.memory is None:
+            return advice, 1.0
+        verdict = self.memory.verdict(situation.key)
+        if verdict is None:
+            return advice, self.trust
+        if int(np.argmax(answer)) == verdict:
+            return held(verdict, n), 1.0
+        return advice, 0.0
+
+    @property
+    def trust(self) -> float:
+        """The reliability above chance, scaled to [0, 1]: the weight of advice the student
+        cannot check yet."""
+        chance = 1 / len(self.teacher.actions)  # type: ignore[union-attr]
+        return max(0.0, (self.reliability - chance) / (1 - chance))
+
+    def prepare(self, probes: list[Probe]) -> None:
+        """The teacher answers the probes' situations (the level's common ones) before the
+        student starts, on every core: guidance then starts with the first rollout instead of
+        arriving a few answers a rollout."""
+        import os
+
+        self.teacher.prepare([p.situation for p in probes], threads=min(os.cpu_count() or 1, 4))  # type: ignore[union-attr]
+
+    def learn(self, keys: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> None:
+        if self.memory is None:
+            return
+        self.memory.update(keys, actions, advantages)
+        agree = total = 0
+        for key, verdict in self.memory.verdicts().items():
+            answer = self.teacher.cached(key, None)  # type: ignore[union-attr]
+            if answer is not None:
+                total += 1
+                agree += int(np.argmax(answer) == verdict)
+        self.reliability = (agree + RELIABILITY_PRIOR) / (total + 2 * RELIABILITY_PRIOR)
+
+    def accuracy(self, probes: list[Probe], *, wait: bool, with_feedback: bool = True) -> tuple[float | None, float | None]:
+        """The teacher's accuracy against the bot on ``probes``: on all of them, and on those
+        whose situation the student has no verdict for (None when there are none). Without
+        ``wait``, None until every probe's situation has been answered (the LLM answers them
+        when training leaves it idle)."""
+        ask = self.teacher.ask if wait else self.teacher.latest  # type: ignore[union-attr]
+
+        def answer(s: Situation) -> np.ndarray | None:
+            return ask(s, self.feedback(s) if with_feedback else None)
+
+        unjudged = [p for p in probes if self.memory is None or self.memory.verdict(p.situation.key) is None]
+        return teacher_accuracy(answer, probes), teacher_accuracy(answer, unjudged)
+
+    def metrics(self) -> dict[str, Any]:
+        if self.memory is None:
+            return {}
+        return {"feedback_situations": self.memory.situations_with_verdict, "teacher_reliability": self.reliability}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "reliability": self.reliability,
+            "memory": self.memory.state_dict() if self.memory else {},
+            "teacher": self.teacher.state_dict() if self.teacher else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reliability = state.get("reliability", 0.5)
+        if self.memory is not None:
+            self.memory.load_state_dict(state.get("memory") or {})
+        if self.teacher is not None and state.get("teacher"):
+            self.teacher.load_state_dict(state["teacher"])
+
+    def close(self) -> None:
+        if self.teacher is not None:
+            self.teacher.close()
+
+
+def guidance_for(config: RunConfig, actions: tuple[str, ...]) -> Guidance:
+    """The guidance of ``config``'s mode. Loads the LLM teacher for the modes that use one (a
+    model that cannot be loaded raises TeacherError here, before any training)."""
+    if config.mode == Mode.ORACLE:
+        return OracleGuidance()
+    if not config.mode.uses_llm:
+        return Guidance()
+    teacher = LLMTeacher(config.teacher_model, actions, timeout_s=config.teacher_timeout_s)
+    memory = None
+    if config.mode == Mode.BIDIRECTIONAL:
+        memory = FeedbackMemory(actions, min_visits=config.feedback_min_visits, confidence=config.feedback_confidence)
+    return LLMGuidance(teacher, temperature=config.teacher_temperature, memory=memory)
