@@ -1,17 +1,27 @@
-"""All modes side by side on one level: prints one table (and writes it as JSON).
+"""How much faster does guidance make PPO? All modes side by side, per level: one table each.
 
-    .venv/bin/python benchmarks/modes.py --timesteps 60000 --seeds 5 --workers 2
+    .venv/bin/python benchmarks/speedup.py                                  # NoDists, 5 seeds
+    .venv/bin/python benchmarks/speedup.py --level BabyAI-UnlockLocal-v0:0.8:61440 --modes ppo,oracle
+    .venv/bin/python benchmarks/speedup.py --from-study var/study/full      # runs nothing
 
-    .venv/bin/python benchmarks/modes.py --from-study var/study/full
+Each row: runs that reached the level's threshold; the median frames to it, where a run that
+never reached it counts as its budget (so such a median is a lower bound); the speed-up
+against PPO alone (PPO's median frames over the mode's); the median wall time to the
+threshold, every LLM call included (loading and warming up the teacher, answering, measuring),
+None when the median run did not reach it; the teacher's accuracy against the BabyAI bot
+zero-shot, at the end of the run with the student's feedback, and at the end on the probe
+states whose situation the student has not judged; LLM calls per 1,000 steps; steps/s; the
+final evaluation, greedy and sampled.
 
-The second form runs nothing: it prints the table of the level ``--env`` from a study's
-finished runs (``make study``), which are the same engine's runs with the study's settings.
-
-The runs are a one-level study (``study.runner``: one process per (mode, seed), ``--workers``
-at a time; ``--out`` keeps the run directories, and running again with the same ``--out``
-resumes). The budget is rounded up to whole rollouts, which is what the engine trains anyway.
-Wall time to 0.9 is read from the run's own events (``study.data.wall_s_to_threshold``), so it
-counts everything the run did up to then: loading the teacher, measuring it, every LLM call.
+The runs are a study (``study.runner``: one process per run, ``--workers`` at a time; ``--out``
+keeps the run directories, and running again with the same ``--out`` resumes), so budgets are
+rounded up to whole rollouts. ``--from-study`` reads a study's finished runs instead (``make
+study``: the same engine with the study's settings). Writes ``--json`` (default
+benchmarks/results/speedup.json): ``{"levels": {env: {"budget", "threshold", "modes": {mode:
+{"seeds", "reached", "median_frames_to_threshold", "speedup_vs_ppo", "median_wall_s_to_threshold",
+"teacher_accuracy_start", "teacher_accuracy_end", "teacher_accuracy_end_unjudged",
+"llm_calls_per_1k_steps", "steps_per_s", "final_eval_return", "final_eval_sampled_return",
+"runs": [...every run's summary...]}}}}}``.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,27 +42,28 @@ from study.runner import run_study  # noqa: E402
 from study.spec import Level, StudySpec  # noqa: E402
 from workers.config import Mode, RunConfig  # noqa: E402
 
+DEFAULT_LEVEL = "BabyAI-GoToRedBallNoDists-v0:0.9:40960"
 
-def benchmark(env_id: str, modes: list[str], timesteps: int, seeds: int, teacher: str, workers: int, out: Path) -> list[dict]:
-    """Every (mode, seed) run's summary, with ``wall_s_to_0_9``."""
+
+def parse_level(raw: str) -> Level:
+    """``ENV[:THRESHOLD[:BUDGET]]``; the threshold defaults to 0.9, the budget to 40,960 frames."""
+    env_id, threshold, budget = (raw.split(":") + ["0.9", "40960"][raw.count(":"):])[:3]
+    rollout = RunConfig().rollout_frames
+    frames = -(-int(budget) // rollout) * rollout
+    # The teacher alone learns nothing: a few rollouts measure it (its frames to the threshold
+    # are censored at the budget like every mode's).
+    return Level(env_id, return_threshold=float(threshold), total_timesteps=frames, why="benchmarks/speedup.py",
+                 teacher_timesteps=min(frames, 4 * rollout))
+
+
+def run_levels(levels: list[Level], modes: list[str], seeds: int, teacher: str, workers: int, out: Path) -> StudyData:
     settings = {"teacher_model": teacher, "frame_interval_s": 0.1, "eval_interval": 0}  # frames: as when someone watches
-    rollout = RunConfig(**settings).rollout_frames
-    level = Level(env_id, return_threshold=0.9, total_timesteps=-(-timesteps // rollout) * rollout, why="benchmark")
-    spec = StudySpec(
-        name="modes", description="benchmarks/modes.py", levels=(level,), modes=tuple(modes),
-        seeds=tuple(range(seeds)), settings=settings,
-    )
+    spec = StudySpec(name="speedup", description="benchmarks/speedup.py", levels=tuple(levels), modes=tuple(modes),
+                     seeds=tuple(range(seeds)), settings=settings)
     outcome = run_study(spec, out, workers=workers, command=shlex.join([sys.executable, *sys.argv]))
     if not outcome.complete:
         sys.exit(f"runs not finished: {outcome.failed or outcome.stopped}")
-    return summaries_of(load_study(out), env_id)
-
-
-def summaries_of(data: StudyData, env_id: str) -> list[dict]:
-    """Every finished run's summary on ``env_id`` in a study, with ``wall_s_to_0_9``."""
-    if data.spec.level(env_id).return_threshold != 0.9:
-        sys.exit(f"{env_id}'s threshold in this study is not 0.9: wall_s_to_0_9 would mean something else")
-    return [{**run.summary, "wall_s_to_0_9": run.wall_s_to_threshold} for run in data.runs if run.summary["env"] == env_id]
+    return load_study(out)
 
 
 def _median(values: list) -> float | None:
@@ -59,74 +71,94 @@ def _median(values: list) -> float | None:
     return statistics.median(present) if present else None
 
 
-def _fmt(value, digits: int = 0) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.{digits}f}"
-
-
-def table(summaries: list[dict]) -> str:
-    rows = [
-        "| mode | runs reaching 0.9 | frames to 0.9 (median) | wall s to 0.9 (median) | env steps/s | "
-        "final eval return, greedy | sampled | teacher acc. start → end | LLM calls / 1k steps |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+def level_figures(data: StudyData, level: Level) -> dict[str, Any]:
+    """The JSON of one level: every mode's figures and runs."""
+    modes: dict[str, Any] = {}
     for mode in Mode:
-        runs = [s for s in summaries if s["mode"] == mode.value]
+        runs = data.select(level.env_id, mode.value)
         if not runs:
             continue
-        reached = [s for s in runs if s["frames_to_0_9"] is not None]
-        # A run that never reached 0.9 counts as needing more than it had: the median is
-        # taken over all runs, with those as +inf, and shown as "—" if it lands there.
-        frames = sorted(s["frames_to_0_9"] if s["frames_to_0_9"] is not None else float("inf") for s in runs)
-        walls = sorted(s["wall_s_to_0_9"] if s["wall_s_to_0_9"] is not None else float("inf") for s in runs)
-        med_frames, med_wall = statistics.median(frames), statistics.median(walls)
-        acc_start = _median([s["teacher_accuracy_start"] for s in runs])
-        acc_end = _median([s["teacher_accuracy_end"] for s in runs])
-        calls = _median([1000 * s["llm_calls"] / s["timesteps"] for s in runs])
+        budget = level.total_timesteps
+        frames = [r.summary["frames_to_threshold"] for r in runs]
+        walls = sorted(r.wall_s_to_threshold if r.wall_s_to_threshold is not None else float("inf") for r in runs)
+        median_wall = statistics.median(walls)
+        modes[mode.value] = {
+            "seeds": len(runs),
+            "reached": sum(f is not None for f in frames),
+            "median_frames_to_threshold": statistics.median(f if f is not None else budget for f in frames),
+            "median_wall_s_to_threshold": None if median_wall == float("inf") else median_wall,
+            "teacher_accuracy_start": _median([r.summary["teacher_accuracy_start"] for r in runs]),
+            "teacher_accuracy_end": _median([r.summary["teacher_accuracy_end"] for r in runs]),
+            # Runs from before the engine measured it have no figure for it.
+            "teacher_accuracy_end_unjudged": _median([r.summary.get("teacher_accuracy_end_unjudged") for r in runs]),
+            "llm_calls_per_1k_steps": _median([1000 * r.summary["llm_calls"] / r.summary["timesteps"] for r in runs]),
+            "steps_per_s": _median([r.summary["fps"] for r in runs]),
+            "final_eval_return": _median([r.summary["final_eval_return"] for r in runs]),
+            "final_eval_sampled_return": _median([r.summary.get("final_eval_sampled_return") for r in runs]),
+            "runs": [{**r.summary, "wall_s_to_threshold": r.wall_s_to_threshold} for r in runs],
+        }
+    ppo = modes.get(Mode.PPO.value)
+    for figures in modes.values():
+        figures["speedup_vs_ppo"] = ppo and round(ppo["median_frames_to_threshold"] / figures["median_frames_to_threshold"], 2)
+    return {"budget": level.total_timesteps, "threshold": level.return_threshold, "modes": modes}
+
+
+def _fmt(value, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def table(env_id: str, figures: dict[str, Any]) -> str:
+    budget, threshold = figures["budget"], figures["threshold"]
+    rows = [
+        f"{env_id}: threshold {threshold:g}, {budget:,} frames per run (a run that never reaches it counts as {budget:,})\n",
+        f"| mode | reached {threshold:g} | frames to {threshold:g} (median) | speed-up vs PPO | wall s to {threshold:g} (median) | "
+        "teacher acc. zero-shot → end (unjudged) | LLM calls / 1k steps | steps/s | final eval greedy | sampled |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, m in figures["modes"].items():
+        speedup = "—" if m["speedup_vs_ppo"] is None else f"{m['speedup_vs_ppo']:.2f}×"
         rows.append(
-            f"| {mode.value} | {len(reached)}/{len(runs)} | "
-            f"{_fmt(med_frames if med_frames != float('inf') else None)} | "
-            f"{_fmt(med_wall if med_wall != float('inf') else None, 1)} | "
-            f"{_fmt(_median([s['fps'] for s in runs]))} | {_fmt(_median([s['final_eval_return'] for s in runs]), 3)} | "
-            # Runs made before the engine evaluated the sampled policy too have no figure for it.
-            f"{_fmt(_median([s.get('final_eval_sampled_return') for s in runs]), 3)} | "
-            f"{_fmt(acc_start, 2)} → {_fmt(acc_end, 2)} | {_fmt(calls, 2)} |"
+            f"| {mode} | {m['reached']}/{m['seeds']} | {_fmt(m['median_frames_to_threshold'])} | {speedup} | "
+            f"{_fmt(m['median_wall_s_to_threshold'], 1)} | {_fmt(m['teacher_accuracy_start'], 2)} → "
+            f"{_fmt(m['teacher_accuracy_end'], 2)} ({_fmt(m['teacher_accuracy_end_unjudged'], 2)}) | "
+            f"{_fmt(m['llm_calls_per_1k_steps'], 2)} | {_fmt(m['steps_per_s'])} | {_fmt(m['final_eval_return'], 3)} | "
+            f"{_fmt(m['final_eval_sampled_return'], 3)} |"
         )
     return "\n".join(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", default="BabyAI-GoToRedBallNoDists-v0")
+    parser.add_argument("--level", action="append", type=parse_level, metavar="ENV[:THRESHOLD[:BUDGET]]",
+                        help=f"a level to run (repeatable; default {DEFAULT_LEVEL})")
     parser.add_argument("--modes", default=",".join(m.value for m in Mode))
-    parser.add_argument("--timesteps", type=int, default=60_000)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="runs at a time (1: each run's wall time is its own)")
     parser.add_argument("--teacher", default=RunConfig.teacher_model)
     parser.add_argument("--out", type=Path, help="keep the run directories here (default: a temporary directory)")
-    parser.add_argument("--from-study", type=Path, metavar="DIR",
-                        help="run nothing: the table of --env from the finished runs of the study in DIR")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/modes.json"))
+    parser.add_argument("--from-study", type=Path, metavar="DIR", help="run nothing: read the finished runs of the study in DIR")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/speedup.json"))
     args = parser.parse_args()
-    run = (args.env, args.modes.split(","), args.timesteps, args.seeds, args.teacher, args.workers)
     if args.from_study:
         data = load_study(args.from_study)
-        summaries = summaries_of(data, args.env)
-        title = (f"{args.env}, from the study in {args.from_study}: {len(data.spec.seeds)} seeds, "
-                 f"{data.spec.level(args.env).total_timesteps:,} frames per run, settings {data.spec.settings}")
+        levels = list(data.spec.levels)
+        header = f"From the study in {args.from_study}: {len(data.spec.seeds)} seeds, settings {data.spec.settings}"
     else:
+        levels = args.level or [parse_level(DEFAULT_LEVEL)]
+        run = (levels, args.modes.split(","), args.seeds, args.teacher, args.workers)
         if args.out:
-            summaries = benchmark(*run, args.out)
+            data = run_levels(*run, args.out)
         else:
             with tempfile.TemporaryDirectory() as out:
-                summaries = benchmark(*run, Path(out))
-        title = (f"{args.env}, {args.timesteps:,} frames per run, {args.seeds} seeds, {args.workers} runs at a time, "
-                 f"teacher {args.teacher}")
+                data = run_levels(*run, Path(out))
+        header = f"{args.seeds} seeds, {args.workers} run(s) at a time, teacher {args.teacher}"
+    result = {"command": shlex.join(["python", *sys.argv]), "header": header,
+              "levels": {level.env_id: level_figures(data, level) for level in levels}}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summaries, indent=2))
-    print(f"{title}\n")
-    print(table(summaries))
+    args.json.write_text(json.dumps(result, indent=2))
+    print(header + "\n")
+    for env_id, figures in result["levels"].items():
+        print(table(env_id, figures) + "\n")
 
 
 if __name__ == "__main__":
