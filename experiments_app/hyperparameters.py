@@ -37,6 +37,7 @@ RANGES: dict[str, Bounds] = {
     "guidance_coef": Bounds(0.0, 100.0),
     "guidance_anneal_frac": Bounds(0.0, 1.0),
     "guidance_epochs": Bounds(1, 100),
+    "guidance_tolerance": Bounds(0.0, 10.0),
     "teacher_temperature": Bounds(0.01, 10.0),
     "teacher_timeout_s": Bounds(0.5, 600.0),
     "feedback_min_visits": Bounds(1, 100_000),

@@ -104,9 +104,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_models() -> int:
-    """One line a model, tab-separated: name, where its file is (or "assembled on first use",
-    or "not installed" for a catalogue model that is not), size, description."""
-    from workers.models import CATALOGUE, available_models
+    """One line a model, tab-separated: name (the default marked so), where its file is (or
+    "assembled on first use", or "not installed" for a catalogue model that is not), size,
+    description."""
+    from workers.models import CATALOGUE, DEFAULT_TEACHER, available_models
 
     models = available_models()
     for name in dict.fromkeys([*CATALOGUE, *models]):
@@ -117,7 +118,8 @@ def _cmd_models() -> int:
             where = str(path) if path.is_file() else "assembled on first use"
         size = model.size if model is not None else path.stat().st_size
         description = model.description if model is not None else "a GGUF file in a model directory"
-        print(f"{name}\t{where}\t{size / 1e6:,.0f} MB\t{description}")
+        label = f"{name} (default)" if name == DEFAULT_TEACHER else name
+        print(f"{label}\t{where}\t{size / 1e6:,.0f} MB\t{description}")
     return 0
 
 

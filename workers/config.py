@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
+from workers.models import DEFAULT_TEACHER
+
 
 class Mode(str, Enum):
     """Who teaches whom."""
@@ -75,11 +77,15 @@ class RunConfig:
     """Strength of the guidance at the start: the distillation step's learning rate, as a
     multiple of learning_rate. (The distillation step has an Adam optimizer of its own, and
     Adam ignores the scale of a loss, so its learning rate is what sets how hard it pulls.)"""
-    guidance_anneal_frac: float = 0.5
+    guidance_anneal_frac: float = 1.0
     """The guidance strength falls linearly to zero over this fraction of total_timesteps."""
     guidance_epochs: int = 10
-    """Distillation passes over each rollout, after PPO's update."""
-    teacher_model: str = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+    """Distillation passes over each rollout, after PPO's update..."""
+    guidance_tolerance: float = 0.05
+    """...over the samples where the student's KL to the advice is still above this (nats):
+    a sample the student already follows has nothing left to teach, and once no sample is
+    left, the passes stop. 0: every advised sample in every pass."""
+    teacher_model: str = DEFAULT_TEACHER
     """An installed teacher's name (see ``python -m workers models``) or a GGUF path inside a
     configured model directory."""
     teacher_temperature: float = 0.2
@@ -90,7 +96,7 @@ class RunConfig:
     feedback_min_visits: int = 8
     """An action counts in the student's verdict on a situation once it has been tried there
     this many times."""
-    feedback_confidence: float = 2.0
+    feedback_confidence: float = 1.5
     """...and the verdict's action must beat every other counted action there by this many
     standard errors of the advantage difference."""
     probe_states: int = 200

@@ -414,6 +414,7 @@ def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | 
             verbose=0,
         )
     model.guidance_epochs = config.guidance_epochs
+    model.guidance_tolerance = config.guidance_tolerance
     callback = GuidanceCallback(run)
     if not checkpoint_state:
         try:

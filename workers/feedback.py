@@ -35,6 +35,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from workers.config import RunConfig
+
 
 @dataclass
 class _Tally:
@@ -94,9 +96,9 @@ class FeedbackMemory:
     """Per-situation action comparisons from the student's rollouts, and the verdicts they give."""
 
     actions: tuple[str, ...]
-    min_visits: int = 8
+    min_visits: int = RunConfig.feedback_min_visits
     """An action counts once the student has tried it this many times in the situation."""
-    confidence: float = 2.0
+    confidence: float = RunConfig.feedback_confidence
     """The verdict must beat every other counted action by this many standard errors."""
     _tallies: dict[str, _Tally] = field(default_factory=dict)
 

@@ -63,7 +63,10 @@ class GuidedPPO(PPO):
         self.guidance_lr = 0.0
         """Learning rate of this rollout's distillation step (0: none)."""
         self.guidance_epochs = 1
+        self.guidance_tolerance = 0.0
+        """A sample sits out a distillation pass while the student's KL to its advice is below this."""
         self.last_guidance_loss: float | None = None
+        """The mean weighted KL to the advice over the rollout's advised samples, after distillation."""
         self.distill_optimizer = th.optim.Adam(self.policy.parameters(), lr=self.learning_rate)  # type: ignore[arg-type]
 
     def _excluded_save_params(self) -> list[str]:
@@ -74,34 +77,38 @@ class GuidedPPO(PPO):
     def train(self) -> None:
         super().train()
         self.last_guidance_loss = None
-        if self.guidance_lr > 0:
-            for group in self.distill_optimizer.param_groups:
-                group["lr"] = self.guidance_lr
-            for _ in range(self.guidance_epochs):
-                self.last_guidance_loss = self._distill()
-
-    def _distill(self) -> float | None:
         flat = self.rollout_buffer.swap_and_flatten
         weights = flat(self.guide_weight).reshape(-1)
-        guided = np.random.permutation(np.flatnonzero(weights > 0))
-        if len(guided) == 0:
-            return None
-        probs = flat(self.guide_probs).reshape(len(weights), -1)
+        advised = np.flatnonzero(weights > 0)
+        if self.guidance_lr <= 0 or len(advised) == 0:
+            return
+        for group in self.distill_optimizer.param_groups:
+            group["lr"] = self.guidance_lr
         # After PPO's update the buffer holds its observations flattened in the same order.
-        observations = self.rollout_buffer.observations
-        losses = []
-        for start in range(0, len(guided), self.batch_size):
-            idx = guided[start : start + self.batch_size]
-            obs = self.rollout_buffer.to_torch(observations[idx])
-            q = th.as_tensor(probs[idx], device=self.device)
-            w = th.as_tensor(weights[idx], device=self.device)
-            log_pi = self.policy.get_distribution(obs).distribution.logits.log_softmax(-1)
-            kl = (q * (th.log(q.clamp_min(1e-8)) - log_pi)).sum(-1)
+        obs = self.rollout_buffer.to_torch(self.rollout_buffer.observations[advised])
+        q = th.as_tensor(flat(self.guide_probs).reshape(len(weights), -1)[advised], device=self.device)
+        w = th.as_tensor(weights[advised], device=self.device)
+        for _ in range(self.guidance_epochs):
+            with th.no_grad():
+                unfitted = np.flatnonzero((self._kl(obs, q) > self.guidance_tolerance).cpu().numpy())
+            if len(unfitted) == 0:
+                break
+            self._distill(obs, q, w, np.random.permutation(unfitted))
+        with th.no_grad():
+            self.last_guidance_loss = float((w * self._kl(obs, q)).mean())
+
+    def _kl(self, obs: th.Tensor, q: th.Tensor) -> th.Tensor:
+        """KL(q || pi(.|obs)) per sample."""
+        log_pi = self.policy.get_distribution(obs).distribution.logits.log_softmax(-1)
+        return (q * (th.log(q.clamp_min(1e-8)) - log_pi)).sum(-1)
+
+    def _distill(self, obs: th.Tensor, q: th.Tensor, w: th.Tensor, order: np.ndarray) -> None:
+        """One pass over the samples ``order`` in minibatches."""
+        for start in range(0, len(order), self.batch_size):
+            idx = th.as_tensor(order[start : start + self.batch_size])
             # A mean over the samples, not over the weights: a weight of 0.2 pulls a fifth as hard.
-            weighted_kl = (w * kl).mean()
+            weighted_kl = (w[idx] * self._kl(obs[idx], q[idx])).mean()
             self.distill_optimizer.zero_grad()
             weighted_kl.backward()
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             self.distill_optimizer.step()
-            losses.append(weighted_kl.item())
-        return float(np.mean(losses))

@@ -184,3 +184,12 @@ def test_more_distillation_passes_bring_the_student_closer_to_the_teacher(tmp_pa
         _, sink = run(tmp_path / str(epochs), mode=Mode.ORACLE, total_timesteps=512, eval_interval=0, guidance_epochs=epochs)
         first_rollout_kl.append(sink.of_kind(EventKind.METRICS)[0].data["guidance_loss"])
     assert first_rollout_kl[1] < first_rollout_kl[0]
+
+
+def test_samples_the_student_already_follows_sit_out_the_distillation_passes(tmp_path):
+    kl = {}
+    for tolerance in (0.0, 100.0):  # 100 nats: every sample counts as followed, no pass runs
+        _, sink = run(tmp_path / str(tolerance), mode=Mode.ORACLE, total_timesteps=512, eval_interval=0,
+                      guidance_tolerance=tolerance)
+        kl[tolerance] = sink.of_kind(EventKind.METRICS)[0].data["guidance_loss"]
+    assert kl[0.0] < kl[100.0], "the passes ran only where the tolerance let them"
