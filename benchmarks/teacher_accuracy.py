@@ -38,10 +38,10 @@ def main() -> None:
     for p in probes:
         votes[p.situation.key][p.expert_action] += 1
     # The sentence FeedbackMemory would send for a verdict equal to the bot's majority action.
-    memory = FeedbackMemory(actions, min_visits=1, margin=0.0)
+    memory = FeedbackMemory(actions, min_visits=1, confidence=0.0)
     for key, counter in votes.items():
-        best = counter.most_common(1)[0][0]
-        memory.update([key, key], np.array([best, (best + 1) % len(actions)]), np.array([1.0, 0.0]))
+        best, other = counter.most_common(1)[0][0], (counter.most_common(1)[0][0] + 1) % len(actions)
+        memory.update([key] * 4, np.array([best, best, other, other]), np.array([1.0, 1.0, 0.0, 0.0]))
     forward = actions.index("forward")
     print(f"{args.env}: {len(probes)} probe states, {len(votes)} distinct situations; "
           f"always-forward agrees with the bot on {sum(p.expert_action == forward for p in probes) / len(probes):.3f}\n")
