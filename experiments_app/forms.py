@@ -5,16 +5,18 @@ range ``experiments_app.hyperparameters`` allows and the RunConfig docstring as 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import fields
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from experiments_app.hyperparameters import CHOICES, RANGES, experiment_problems, hyperparameter_fields
-from experiments_app.models import Experiment, Run
-from experiments_app.selectors import COMPARABLE, ListFilters, team_list
+from experiments_app.models import Experiment, Membership, Run, Team
+from experiments_app.selectors import COMPARABLE, ListFilters, team_list, user_get
 from workers.config import DEFAULT_ENV, Mode, RunConfig
 
 HP_PREFIX = "hp_"
@@ -276,3 +278,37 @@ class ExperimentNotesForm(forms.Form):
 
     def clean_tags(self) -> list[str]:
         return parse_tags(self.cleaned_data["tags"])
+
+
+# --- teams ------------------------------------------------------------------------------------
+
+
+def printable(text: str) -> None:
+    """Refuse control and invisible formatting characters (a right-to-left override would make
+    a name read as another)."""
+    if any(unicodedata.category(char).startswith("C") for char in text):
+        raise forms.ValidationError("use letters, digits, spaces and punctuation only: no control or invisible characters")
+
+
+class TeamCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=Team._meta.get_field("name").max_length, validators=[printable], help_text="You become its admin."
+    )
+
+
+class TeamMemberAddForm(forms.Form):
+    """Who to add to a team, by username; cleans ``username`` to the user."""
+
+    username = forms.CharField(max_length=get_user_model()._meta.get_field("username").max_length,
+                               help_text="Their login name: they need an account (make user).")
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+    def clean_username(self) -> AbstractBaseUser:
+        user = user_get(username=self.cleaned_data["username"])
+        if user is None:
+            raise forms.ValidationError(f'no user is named "{self.cleaned_data["username"]}"')
+        return user
+
+
+class TeamRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices)

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection
-from django.db.models import Avg, Count, Exists, F, Max, Min, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db.models import Avg, Case, Count, Exists, F, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, When
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from experiments_app import rollups
 from experiments_app.models import Experiment, Hint, Membership, Metric, MetricRollup, Run, Team
@@ -23,6 +25,53 @@ BACKFILL_HINTS = 20
 
 def team_list(*, user: AbstractBaseUser) -> QuerySet[Team]:
     return Team.objects.filter(memberships__user=user).order_by("name")
+
+
+def team_get(*, user: AbstractBaseUser, team_id: int) -> Team | None:
+    """The team if the user is one of its members, else None (whether or not it exists)."""
+    return team_list(user=user).filter(pk=team_id).first()
+
+
+def team_overview(*, user: AbstractBaseUser) -> QuerySet[Team]:
+    """The user's teams by name, each annotated with ``role`` (the user's), ``member_count``
+    and ``experiment_count``."""
+    return team_list(user=user).annotate(
+        role=F("memberships__role"),
+        member_count=_count_per_team(Membership),
+        experiment_count=_count_per_team(Experiment),
+    )
+
+
+def _count_per_team(model: type[Membership] | type[Experiment]) -> Coalesce:
+    """How many rows of ``model`` the outer query's team has, as a subquery (a join would
+    multiply the rows of the other count)."""
+    rows = model.objects.filter(team=OuterRef("pk")).order_by().values("team").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(rows), 0)
+
+
+def team_members(*, team: Team) -> QuerySet[Membership]:
+    """The team's memberships, admins first, then by username, with their users."""
+    return (
+        Membership.objects.filter(team=team)
+        .select_related("user")
+        .order_by(Case(When(role=Membership.Role.ADMIN, then=0), default=1), "user__username")
+    )
+
+
+def team_membership_get(*, team: Team, user_id: int) -> Membership | None:
+    """The user's membership of the team, with the user, or None if they are not in it."""
+    return team_members(team=team).filter(user_id=user_id).first()
+
+
+def user_is_team_admin(*, user: AbstractBaseUser, team_id: int) -> bool:
+    """Whether the user is an admin of the team: who may change its members, and stop or delete
+    any of its runs."""
+    return Membership.objects.filter(team_id=team_id, user=user, role=Membership.Role.ADMIN).exists()
+
+
+def user_get(*, username: str) -> AbstractBaseUser | None:
+    """The user of that username (exactly as they log in with it), or None."""
+    return get_user_model().objects.filter(username=username).first()
 
 
 def experiment_list(*, user: AbstractBaseUser) -> QuerySet[Experiment]:
@@ -53,9 +102,7 @@ def run_get(*, user: AbstractBaseUser, run_id: int) -> Run | None:
 def user_can_manage(*, user: AbstractBaseUser, experiment: Experiment) -> bool:
     """Whether the user may stop or delete the experiment's runs: its owner or an admin of
     its team."""
-    if experiment.owner_id == user.pk:
-        return True
-    return Membership.objects.filter(team_id=experiment.team_id, user=user, role=Membership.Role.ADMIN).exists()
+    return experiment.owner_id == user.pk or user_is_team_admin(user=user, team_id=experiment.team_id)
 
 
 # --- lists: search, filters, sorting ---------------------------------------------------------

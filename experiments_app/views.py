@@ -5,21 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
+from django.contrib.messages.views import SuccessMessageMixin
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
+from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from experiments_app import compare, selectors, services
-from experiments_app.forms import CompareQueryForm, ExperimentNotesForm, LaunchForm, ListQueryForm
+from experiments_app.forms import (
+    CompareQueryForm, ExperimentNotesForm, LaunchForm, ListQueryForm, TeamCreateForm, TeamMemberAddForm, TeamRoleForm,
+)
 from experiments_app.health import health_report
-from experiments_app.models import Experiment, Run
+from experiments_app.models import Experiment, Membership, Run, Team
 
 PAGE_SIZE = 25
+ROLE_PHRASES = {Membership.Role.ADMIN: "an admin", Membership.Role.MEMBER: "a member"}
 
 
 def _list_page(request: HttpRequest, template: str, search: Any) -> HttpResponse:
@@ -206,6 +214,115 @@ def compare_page(request: HttpRequest) -> HttpResponse:
     )
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_list(request: HttpRequest) -> HttpResponse:
+    """GET: the user's teams and a form to create one. POST: create it, the user its admin; or
+    400 with the form and its errors."""
+    form = TeamCreateForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            team = services.team_create(user=request.user, name=form.cleaned_data["name"])
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Created {team.name}: you are its admin. Add its members below.")
+            return redirect("experiments:team", team_id=team.pk)
+    teams = selectors.team_overview(user=request.user)
+    return render(request, "experiments/teams.html", {"teams": teams, "form": form}, status=400 if form.is_bound else 200)
+
+
+@login_required
+@require_GET
+def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
+    team = _team_or_404(request, team_id)
+    return render(request, "experiments/team.html", _team_context(request, team, member_form=TeamMemberAddForm()))
+
+
+@login_required
+@require_POST
+def team_member_add(request: HttpRequest, team_id: int) -> HttpResponse:
+    """Team admins only (403 otherwise); 400 with the form for an unknown user or a member."""
+    team = _team_or_404(request, team_id)
+    form = TeamMemberAddForm(request.POST)
+    if form.is_valid():
+        user, role = form.cleaned_data["username"], form.cleaned_data["role"]
+        try:
+            services.team_member_add(by=request.user, team=team, user=user, role=role)
+        except ValidationError as exc:
+            form.add_error("username", exc)
+        else:
+            messages.success(request, f"Added {user.get_username()} to {team.name} as {ROLE_PHRASES[role]}.")
+            return redirect("experiments:team", team_id=team.pk)
+    return render(request, "experiments/team.html", _team_context(request, team, member_form=form), status=400)
+
+
+@login_required
+@require_POST
+def team_member_role(request: HttpRequest, team_id: int, user_id: int) -> HttpResponse:
+    """Team admins only (403 otherwise); the last admin's refusal is shown as a message."""
+    team = _team_or_404(request, team_id)
+    member = _member_or_404(team, user_id)
+    form = TeamRoleForm(request.POST)
+    if not form.is_valid():
+        return render(request, "experiments/team.html",
+                      _team_context(request, team, member_form=TeamMemberAddForm(), role_form=form), status=400)
+    role = form.cleaned_data["role"]
+    try:
+        services.team_member_set_role(by=request.user, team=team, user=member, role=role)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{member.get_username()} is now {ROLE_PHRASES[role]} of {team.name}.")
+    return redirect("experiments:team", team_id=team.pk)
+
+
+@login_required
+@require_POST
+def team_member_remove(request: HttpRequest, team_id: int, user_id: int) -> HttpResponse:
+    """Team admins only (403 otherwise), or the member themselves (as leaving)."""
+    team = _team_or_404(request, team_id)
+    return _member_removed(request, team, _member_or_404(team, user_id))
+
+
+@login_required
+@require_POST
+def team_leave(request: HttpRequest, team_id: int) -> HttpResponse:
+    team = _team_or_404(request, team_id)
+    return _member_removed(request, team, request.user)
+
+
+def _member_removed(request: HttpRequest, team: Team, member: AbstractBaseUser) -> HttpResponse:
+    """Remove ``member`` from ``team`` on the user's behalf, say what happened, and go where the
+    user can still look: the team, or their teams if they left it."""
+    name, leaving = team.name, member.pk == request.user.pk
+    try:
+        deleted = services.team_member_remove(by=request.user, team=team, user=member)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("experiments:team", team_id=team.pk)
+    if deleted:
+        messages.success(request, f"You left {name}, its last member; it had no experiments and is deleted.")
+    elif leaving:
+        messages.success(request, f"You left {name}.")
+    else:
+        messages.success(request, f"Removed {member.get_username()} from {name}.")
+    return redirect("experiments:teams") if leaving else redirect("experiments:team", team_id=team.pk)
+
+
+class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):
+    """Django's password change, in the site's look; a form with errors is a 400, as on every
+    page of the site, and PUT is not taken for POST."""
+
+    template_name = "registration/password_change.html"
+    success_url = reverse_lazy("experiments:list")
+    success_message = "Your password is changed."
+    http_method_names = ["get", "post"]
+
+    def form_invalid(self, form: Form) -> HttpResponse:
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -239,6 +356,29 @@ def _run_or_404(request: HttpRequest, run_id: int) -> Run:
     if run is None:
         raise Http404("no such run")
     return run
+
+
+def _team_or_404(request: HttpRequest, team_id: int) -> Team:
+    team = selectors.team_get(user=request.user, team_id=team_id)
+    if team is None:
+        raise Http404("no such team")
+    return team
+
+
+def _member_or_404(team: Team, user_id: int) -> AbstractBaseUser:
+    membership = selectors.team_membership_get(team=team, user_id=user_id)
+    if membership is None:
+        raise Http404("no such member")
+    return membership.user
+
+
+def _team_context(request: HttpRequest, team: Team, **forms: Form) -> dict[str, Any]:
+    return {
+        "team": team,
+        "members": selectors.team_members(team=team),
+        "is_admin": selectors.user_is_team_admin(user=request.user, team_id=team.pk),
+        **forms,
+    }
 
 
 def _int_or_404(raw: str) -> int:

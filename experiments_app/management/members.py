@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import CommandError
 
 from experiments_app.models import Team
-from experiments_app.selectors import team_list
+from experiments_app.selectors import team_list, user_get
 
 
 def member_and_team(*, username: str, team_name: str) -> tuple[AbstractBaseUser, Team]:
     """The user and their team of that name; CommandError saying which one is missing."""
-    user = get_user_model().objects.filter(username=username).first()
+    user = user_get(username=username)
     if user is None:
         raise CommandError(f"no user {username!r}")
     team = team_list(user=user).filter(name=team_name).first()

@@ -35,7 +35,7 @@ from asgiref.sync import async_to_sync
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 from django.http import HttpResponse
 from django.test import Client
 from django.urls import Resolver404, resolve
@@ -47,7 +47,10 @@ from hypothesis import strategies as st
 
 from experiments_app import health
 from experiments_app.api import ApiListForm, MetricsQueryForm
-from experiments_app.forms import HP_PREFIX, CompareQueryForm, ExperimentNotesForm, LaunchForm, ListQueryForm
+from experiments_app.forms import (
+    HP_PREFIX, CompareQueryForm, ExperimentNotesForm, LaunchForm, ListQueryForm, TeamCreateForm, TeamMemberAddForm,
+    TeamRoleForm,
+)
 from experiments_app.hyperparameters import hyperparameter_defaults
 from experiments_app.models import Experiment, Run
 from experiments_app.routing import websocket_urlpatterns
@@ -88,6 +91,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     # Django's FormView answers PUT as POST.
     "login": Endpoint(("GET", "POST", "PUT"), body=lambda user: AuthenticationForm(), invalid_status=200),
     "logout": Endpoint(("POST",)),
+    "password_change": Endpoint(("GET", "POST"), body=lambda user: PasswordChangeForm(user)),
     "experiments:list": Endpoint(("GET",), query=lambda user: ListQueryForm()),
     "experiments:runs": Endpoint(("GET",), query=lambda user: ListQueryForm()),
     "experiments:compare": Endpoint(("GET",), query=lambda user: CompareQueryForm()),
@@ -102,6 +106,12 @@ ENDPOINTS: dict[str, Endpoint] = {
     "experiments:run_stop": Endpoint(("POST",)),
     "experiments:run_resume": Endpoint(("POST",)),
     "experiments:run_delete": Endpoint(("POST",)),
+    "experiments:teams": Endpoint(("GET", "POST"), body=lambda user: TeamCreateForm()),
+    "experiments:team": Endpoint(("GET",)),
+    "experiments:team_member_add": Endpoint(("POST",), body=lambda user: TeamMemberAddForm()),
+    "experiments:team_member_role": Endpoint(("POST",), body=lambda user: TeamRoleForm()),
+    "experiments:team_member_remove": Endpoint(("POST",)),
+    "experiments:team_leave": Endpoint(("POST",)),
     "experiments:api_experiments": Endpoint(("GET",), query=lambda user: ApiListForm()),
     "experiments:api_experiment": Endpoint(("GET",)),
     "experiments:api_runs": Endpoint(("GET",), query=lambda user: ApiListForm()),
@@ -300,7 +310,7 @@ def errors_named(response: HttpResponse) -> dict[str, list[str]]:
         return {name: [e["message"] for e in errors] for name, errors in response.json().get("fields", {}).items()}
     page = response.content.decode()
     shown: dict[str, list[str]] = {}
-    for key in ("form", "notes_form"):
+    for key in ("form", "notes_form", "member_form", "role_form"):
         form = response.context.get(key) if response.context else None
         for name, messages in (form.errors if form is not None else {}).items():
             for message in messages:
@@ -335,9 +345,15 @@ def launch_data(experiment: Experiment) -> dict[str, str]:
     }
 
 
+NEW_PASSWORD = "a-new-long-test-password-43"
 VALID_BODIES: dict[str, Callable[[Experiment], dict[str, str]]] = {
     "experiments:launch": launch_data,
     "experiments:experiment_notes": lambda experiment: {"notes": "kept", "tags": "kept"},
+    "experiments:teams": lambda experiment: {"name": "a new team"},
+    "experiments:team_member_add": lambda experiment: {"username": "bob", "role": "member"},  # bob: in team B only
+    "experiments:team_member_role": lambda experiment: {"role": "admin"},
+    "password_change": lambda experiment: {"old_password": PASSWORD, "new_password1": NEW_PASSWORD,
+                                           "new_password2": NEW_PASSWORD},
 }
 
 # --- tests ----------------------------------------------------------------------------------
@@ -352,12 +368,12 @@ def test_every_url_pattern_and_websocket_route_has_a_bad_input_spec(report) -> N
 
 
 @pytest.mark.parametrize("key", sorted(ENDPOINTS))
-def test_bad_input_is_refused_with_4xx_and_nothing_written(key: str, prober: Prober, alice, experiment, run,
+def test_bad_input_is_refused_with_4xx_and_nothing_written(key: str, prober: Prober, alice, bob, experiment, run,
                                                            monkeypatch, report) -> None:
     endpoint = ENDPOINTS[key]
     site = pattern(key)
     plan = planned(key)
-    url = site.url(experiment_id=experiment.pk, run_id=run.pk)  # alice's own
+    url = site.url(experiment_id=experiment.pk, run_id=run.pk, team_id=experiment.team_id, user_id=alice.pk)  # alice's own
 
     for method in sorted(set(METHODS) - set(endpoint.methods)):
         prober.send(method, url, expect={405})

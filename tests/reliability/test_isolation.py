@@ -2,7 +2,8 @@
 origin check, and escaping of user and LLM text, each over the whole URLconf.
 
 * A member of team B cannot list, read, stream, export, stop, resume or delete team A's runs
-  and experiments, nor edit their notes and tags: every URL pattern of the app, with A's ids,
+  and experiments, nor edit their notes and tags, nor see or change team A's members: every
+  URL pattern of the app, with A's ids,
   answers B exactly what it answers for an id that does not exist (404), writes nothing, and
   no answer B gets contains anything of A's.
 * Anonymous users reach the login pages (the site's and the admin's, staff only) and /healthz,
@@ -68,7 +69,8 @@ def sample_url(site: SitePattern, experiment: Experiment, run: Run) -> str:
     """The pattern's URL for the given experiment and run (admin patterns: their objects),
     checked to resolve to the pattern's own view."""
     url = site.url(
-        experiment_id=experiment.pk, run_id=run.pk, object_id=experiment.pk, id=experiment.owner_id,
+        experiment_id=experiment.pk, run_id=run.pk, team_id=experiment.team_id, user_id=experiment.owner_id,
+        object_id=experiment.pk, id=experiment.owner_id,
         content_type_id=ContentType.objects.get_for_model(Experiment).pk, app_label="experiments_app", url="no-such-page/",
     )
     assert resolve(url).func is site.view, f"{url} does not reach {site.key}"
@@ -117,7 +119,7 @@ def test_another_team_cannot_tell_team_a_objects_from_nothing(team_a_data, bob, 
     nothing written."""
     client = client_for(bob)
     run_a = team_a_data.runs.get(seed=1)
-    missing = Run(pk=10**9, experiment=Experiment(pk=10**9))
+    missing = Run(pk=10**9, experiment=Experiment(pk=10**9, team_id=10**9, owner_id=10**9))
     checked = 0
     before = database_state()
     for site in app_patterns():
@@ -147,6 +149,7 @@ def test_another_team_sees_nothing_of_team_a_in_lists_exports_api_and_forms(team
         "experiments:runs": [{}, {"owner": "alice"}, {"q": SECRET}],
         "experiments:compare": [{"runs": runs, "experiments": team_a_data.pk, "format": f} for f in EXPORTS],
         "experiments:launch": [{}],
+        "experiments:teams": [{}],
         "experiments:api_experiments": [{}, {"owner": "alice"}, {"q": SECRET}],
         "experiments:api_runs": [{}, {"status": "interrupted"}],
     }
@@ -170,6 +173,23 @@ def test_another_team_sees_nothing_of_team_a_in_lists_exports_api_and_forms(team
     assert launch.status_code == 400 and "team" in launch.context["form"].errors and database_state() == before
     report(f"{answers} list, export and API answers to B hold nothing of A's; cloning A's experiment: 404; "
            "launching into A's team: 400, nothing written")
+
+
+def test_another_team_cannot_join_or_change_team_a_with_valid_requests(team_a_data, alice, bob, team_a, report) -> None:
+    """Well-formed requests of B's on team A's members (add himself as admin, demote or remove
+    A's admin, leave A): each a 404, as for a team that does not exist, and nothing written."""
+    client = client_for(bob)
+    before = database_state()
+    requests = {
+        f"/teams/{team_a.pk}/members/": {"username": "bob", "role": "admin"},
+        f"/teams/{team_a.pk}/members/{alice.pk}/role/": {"role": "member"},
+        f"/teams/{team_a.pk}/members/{alice.pk}/remove/": {},
+        f"/teams/{team_a.pk}/leave/": {},
+    }
+    for url, body in requests.items():
+        assert client.post(url, body).status_code == 404, url
+    assert database_state() == before
+    report(f"{len(requests)} valid membership requests of B's on team A: 404, nothing written")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -375,6 +395,8 @@ def test_user_and_llm_text_is_escaped_in_every_page(team_a_data, alice, team_a, 
                 showing.add(site.key)
     # Not vacuous: the pages that show the name show it, escaped.
     assert {f"experiments:{page}" for page in ("list", "runs", "experiment", "run", "compare", "launch")} <= showing, showing
+    for page in (f"/teams/{team_a.pk}/", "/teams/"):
+        assert escape(PAYLOAD[:100]) in client.get(page).content.decode(), f"{page} shows the team's name, escaped"
     cells = [cell for row in csv.reader(io.StringIO(body_text(client.get(f"/compare/?runs={runs}&format=summary-csv"))))
              for cell in row]
     assert any(c.startswith("'=HYPERLINK") for c in cells) and not any(c.startswith("=") for c in cells), "CSV injection"

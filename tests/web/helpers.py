@@ -130,4 +130,6 @@ def database_state() -> tuple:
         counts,
         tuple(Experiment.objects.order_by("pk").values_list("name", "description", "notes", "tags")),
         tuple(Run.objects.order_by("pk").values_list("status", "stop_requested", "task_id", "error")),
+        tuple(Membership.objects.order_by("pk").values_list("team_id", "user_id", "role")),
+        tuple(get_user_model().objects.order_by("pk").values_list("password")),
     )

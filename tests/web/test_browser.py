@@ -23,24 +23,36 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240), needs_chromium]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """(base URL, launcher process, its log path) of a running `run_local.py`."""
-    tmp = tmp_path_factory.mktemp("stack")
-    port = free_port()
-    env = {
+LAUNCHER = [sys.executable, str(ROOT / "scripts" / "run_local.py")]
+
+
+def stack_env(tmp: Path) -> dict[str, str]:
+    """The environment of a `run_local.py` stack whose database and runs are in ``tmp``."""
+    return {
         **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY"}},
         "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
         "BIDIR_RUNS_DIR": str(tmp / "runs"),
-        "PORT": str(port),
         "DEBUG": "1",
     }
-    launcher = [sys.executable, str(ROOT / "scripts" / "run_local.py")]
-    subprocess.run([*launcher, "user", "tester", "--team", "Testers", "--password-stdin"],
-                   input=PASSWORD + "\n", text=True, env=env, check=True, cwd=ROOT, capture_output=True)
+
+
+def add_login(tmp: Path, username: str, *options: str) -> None:
+    """A login (password PASSWORD) in the database of the stack in ``tmp``, made as `make user` makes one."""
+    subprocess.run([*LAUNCHER, "user", username, *options, "--password-stdin"],
+                   input=PASSWORD + "\n", text=True, env=stack_env(tmp), check=True, cwd=ROOT, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """(base URL, launcher process, its log path) of a running `run_local.py`, with the login
+    "tester", admin of the team "Testers"."""
+    tmp = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    env = {**stack_env(tmp), "PORT": str(port)}
+    add_login(tmp, "tester", "--team", "Testers")
     log = tmp / "launcher.log"
     with log.open("w") as out:
-        process = subprocess.Popen(launcher, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(LAUNCHER, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while "bidir dashboard:" not in log.read_text():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()
