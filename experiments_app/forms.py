@@ -17,7 +17,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 
 from experiments_app.hyperparameters import CHOICES, RANGES, experiment_problems, hyperparameter_fields
 from experiments_app.models import Experiment, Run
-from experiments_app.presets import PRESETS, Preset, hyperparameters_for
+from experiments_app.presets import PRESETS, QUICK, Preset, hyperparameters_for
 from experiments_app.selectors import COMPARABLE, ListFilters, team_list
 from workers.config import DEFAULT_ENV, Mode, RunConfig
 
@@ -140,6 +140,13 @@ HYPERPARAMETER_GROUPS: tuple[tuple[str, dict[str, str]], ...] = (
 """Every hyperparameter but BUDGET, each in one group, with its label."""
 LABELS: dict[str, str] = {BUDGET: "Frames to train", **{k: v for _, group in HYPERPARAMETER_GROUPS for k, v in group.items()}}
 GENERAL_FIELDS = ("name", "team", "description", "env_id", "mode", "teacher_model", "seeds", "tags", "notes")
+DEMO = {
+    "name": "Demo: quick look",
+    "description": "The quick-look preset on the paper's level: the LLM teaches a PPO agent to reach the red ball, and "
+    "the agent's feedback corrects the LLM. Clone it to change anything.",
+    "tags": "demo",
+}
+"""The demo experiment's own fields (the empty experiments list offers it)."""
 
 
 def _hyperparameter_field(kind: type, default: Any, help_text: str, name: str) -> forms.Field:
@@ -210,6 +217,13 @@ class LaunchForm(forms.Form):
             return form
         general = {name: data.get(name, "") for name in GENERAL_FIELDS if name != "seeds"}
         return cls.for_preset(preset, user=user, **general)
+
+    @classmethod
+    def demo(cls, *, user: AbstractBaseUser) -> "LaunchForm":
+        """The demo experiment, ready to post: the quick-look preset on the paper's level,
+        bidirectional, with the form's default teacher, in the user's first team."""
+        team = team_list(user=user).first()
+        return cls.for_preset(QUICK, user=user, mode=Mode.BIDIRECTIONAL.value, team=team.pk if team else None, **DEMO)
 
     @classmethod
     def initial_from(cls, experiment: Experiment) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -24,22 +25,30 @@ from experiments_app.presets import DEFAULT_PRESET, preset_budgets, preset_table
 PAGE_SIZE = 25
 
 
-def _list_page(request: HttpRequest, template: str, search: Any) -> HttpResponse:
-    """A list page: the query form, its choices, and one page of ``search(user, filters)``;
-    400 with the form's errors for a malformed query string."""
+def _list_page(request: HttpRequest, template: str, search: Any,
+               when_empty: Callable[[], dict[str, Any]] | None = None) -> HttpResponse:
+    """A list page: the query form, its choices, one page of ``search(user, filters)`` and
+    ``unfiltered`` (whether nothing narrows the list; then an empty one adds ``when_empty()``
+    to the context); 400 with the form's errors for a malformed query string."""
     form = ListQueryForm(request.GET)
     context: dict[str, Any] = {"form": form, "choices": selectors.list_choices(user=request.user)}
     if not form.is_valid():
         return render(request, template, {**context, "page": None}, status=400)
-    items: QuerySet = search(user=request.user, filters=form.filters())
+    filters = form.filters()
+    items: QuerySet = search(user=request.user, filters=filters)
     page: Page = Paginator(items, PAGE_SIZE).get_page(form.cleaned_data.get("page"))
-    return render(request, template, {**context, "page": page})
+    context.update(page=page, unfiltered=filters == selectors.ListFilters())
+    if when_empty is not None and context["unfiltered"] and not page.object_list:
+        context.update(when_empty())
+    return render(request, template, context)
 
 
 @login_required
 @require_GET
 def experiment_list(request: HttpRequest) -> HttpResponse:
-    return _list_page(request, "experiments/list.html", selectors.experiment_search)
+    """The list; while the user's teams have no experiment, the demo experiment's form."""
+    return _list_page(request, "experiments/list.html", selectors.experiment_search,
+                      when_empty=lambda: {"demo": LaunchForm.demo(user=request.user)})
 
 
 @login_required

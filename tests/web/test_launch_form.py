@@ -1,6 +1,6 @@
 """The launch form for people: presets (valid runs, the study's own configuration, defaults that
-follow the level), the hyperparameters grouped under "Advanced" with readable labels, and the
-run-time estimate from stored runs."""
+follow the level), the hyperparameters grouped under "Advanced" with readable labels, the
+run-time estimate from stored runs, and the empty experiments list's one-click demo."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from experiments_app import services
-from experiments_app.forms import BUDGET, HP_PREFIX, HYPERPARAMETER_GROUPS, LABELS
+from experiments_app.forms import BUDGET, HP_PREFIX, HYPERPARAMETER_GROUPS, LABELS, LaunchForm
 from experiments_app.hyperparameters import experiment_problems, hyperparameter_defaults, hyperparameter_fields, run_config
 from experiments_app.models import Experiment, Run
 from experiments_app.presets import PAPER, PRESETS, QUICK, STUDY, STUDY_LEVELS, hyperparameters_for, preset_table
@@ -19,7 +19,7 @@ from experiments_app.selectors import RECENT_RUNS, run_speeds
 from experiments_app.templatetags.launch import about
 from study.spec import FULL
 from tests.browser import chromium, logged_in_page, needs_chromium, screenshot
-from tests.web.helpers import event, small_hyperparameters
+from tests.web.helpers import event, make_user, small_hyperparameters
 from workers.config import DEFAULT_ENV, Mode, RunConfig
 from workers.events import EventKind
 from workers.levels import bot_can_play
@@ -233,6 +233,60 @@ def test_the_page_estimates_from_stored_runs_or_says_it_cannot(alice_client, ali
                                            (220, "about 4 min"), (89 * 60, "about 89 min"), (3 * 3600, "about 3.0 h")])
 def test_durations_read_as_people_say_them(seconds, text):
     assert about(seconds) == text
+
+
+# --- the empty list and its demo ----------------------------------------------------------------
+
+
+def test_an_empty_list_explains_and_launches_the_demo_in_one_click(alice_client, team_a, queued,
+                                                                    django_capture_on_commit_callbacks):
+    page = alice_client.get(reverse("experiments:list")).content.decode()
+    assert 'id="empty-state"' in page and "No experiments in your teams yet" in page and 'id="compare-form"' not in page
+    posted = posted_inputs(page, "demo-form")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_client.post(reverse("experiments:launch"), posted)
+    demo = Experiment.objects.get()
+    assert response.status_code == 302 and response.url == reverse("experiments:run", kwargs={"run_id": demo.runs.get().pk})
+    assert (demo.name, demo.env_id, demo.mode, demo.team, demo.tags) == (
+        "Demo: quick look", "BabyAI-GoToRedBallNoDists-v0", "bidirectional", team_a, ["demo"])
+    assert demo.teacher_model == RunConfig.teacher_model
+    assert demo.hyperparameters == hyperparameters_for(preset=QUICK, env_id=DEFAULT_ENV, mode="bidirectional")
+    assert queued == [(demo.runs.get().pk, demo.runs.get().task_id)], "queued like any launch"
+    assert 'id="empty-state"' not in alice_client.get(reverse("experiments:list")).content.decode()
+
+
+def test_the_demo_asks_for_a_team_when_the_user_has_several(alice_client, alice, team_a, team_b):
+    services.team_member_add(team=team_b, user=alice)
+    page = alice_client.get(reverse("experiments:list")).content.decode()
+    assert "in team <select" in page and posted_inputs(page, "demo-form")["team"] == str(team_a.pk)
+
+
+def test_without_a_teacher_or_a_team_the_empty_list_says_why_there_is_no_demo(client, alice, team_a, monkeypatch):
+    client.force_login(alice)
+    monkeypatch.setattr("experiments_app.forms.teacher_choices", lambda: [("", "(none)")])
+    page = client.get(reverse("experiments:list")).content.decode()
+    assert "No teacher model is installed" in page and 'id="demo-form"' not in page
+    client.force_login(make_user("loner", None))
+    page = client.get(reverse("experiments:list")).content.decode()
+    assert "You are in no team yet" in page and 'id="demo-form"' not in page
+
+
+def test_a_filtered_empty_list_says_nothing_matches(alice_client, experiment):
+    page = alice_client.get(reverse("experiments:list") + "?q=nothing-like-it").content.decode()
+    assert "No experiment matches." in page and 'id="empty-state"' not in page
+    runs = alice_client.get(reverse("experiments:runs") + "?q=nothing-like-it").content.decode()
+    assert "No run matches." in runs
+
+
+def test_an_empty_runs_list_says_what_a_run_is(alice_client):
+    page = alice_client.get(reverse("experiments:runs")).content.decode()
+    assert "No runs in your teams yet" in page and reverse("experiments:launch") in page
+
+
+def test_the_demo_form_is_the_launch_form(alice):
+    demo = LaunchForm.demo(user=alice)
+    bound = LaunchForm({name: demo[name].value() for name in demo.fields}, user=alice)
+    assert bound.is_valid(), bound.errors
 
 
 # --- in a browser -------------------------------------------------------------------------------
