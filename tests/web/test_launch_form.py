@@ -296,9 +296,13 @@ def test_the_demo_form_is_the_launch_form(alice):
 @pytest.mark.browser
 @pytest.mark.timeout(120)
 def test_presets_fill_the_form_follow_the_level_and_estimate_in_the_browser(live_server, alice, team_a, queued):
+    value = lambda page, name: page.input_value(f"#id_hp_{name}")  # noqa: E731
+    with chromium() as browser:  # (the ORM refuses to run inside Playwright's event loop: no runs yet)
+        page = logged_in_page(browser, live_server.url, "alice")
+        assert page.is_visible("#demo-form button[type=submit]")
+        screenshot(page, "experiments-empty.png")
     finished(alice, team_a, "bidirectional", fps=500.0, wall_s=20.0 + 8192 / 500, timesteps=8192)
     speed = run_speeds(user=alice)["bidirectional"]
-    value = lambda page, name: page.input_value(f"#id_hp_{name}")  # noqa: E731
     with chromium() as browser:
         page = logged_in_page(browser, live_server.url, "alice")
         page.goto(live_server.url + reverse("experiments:launch"))
