@@ -227,6 +227,8 @@ def test_the_page_estimates_from_stored_runs_or_says_it_cannot(alice_client, ali
     # The paper's 100,000 frames at 500 steps/s plus 20 s: 220 s; the quick look's 16,384: 53 s.
     assert '<strong id="estimate-duration">about 4 min</strong>' in page and 'id="estimate-unknown" hidden' in page
     assert "16,384</span> frames · seeds 0<span data-duration> · about 55 s a run" in page
+    typo = posted_inputs(page, "launch-form") | {"name": "x", HP_PREFIX + "total_timesteps": "lots"}
+    assert '<strong id="estimate-duration">–</strong>' in alice_client.post(reverse("experiments:launch"), typo).content.decode()
 
 
 @pytest.mark.parametrize("seconds, text", [(3, "about 5 s"), (53.1, "about 55 s"), (99, "about 100 s"), (100, "about 2 min"),
