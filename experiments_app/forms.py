@@ -1,11 +1,14 @@
 """The launch form. Level and teacher choices are what this installation has (the engine's
 ``available_levels`` and ``available_models``); each hyperparameter is its own field with the
-range ``experiments_app.hyperparameters`` allows and the RunConfig docstring as help text."""
+range ``experiments_app.hyperparameters`` allows, a readable label, the RunConfig docstring as
+help text, and a place in one of HYPERPARAMETER_GROUPS. A form can start from a preset
+(``experiments_app.presets``)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -16,6 +19,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 
 from experiments_app.hyperparameters import CHOICES, RANGES, experiment_problems, hyperparameter_fields
 from experiments_app.models import Experiment, Membership, Run, Team
+from experiments_app.presets import PRESETS, QUICK, Preset, hyperparameters_for
 from experiments_app.selectors import COMPARABLE, ListFilters, team_list, user_get
 from workers.config import DEFAULT_ENV, Mode, RunConfig
 
@@ -94,9 +98,62 @@ def parse_tags(raw: str) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
+BUDGET = "total_timesteps"
+"""The one hyperparameter shown beside the presets; the others are folded under "Advanced"."""
+HYPERPARAMETER_GROUPS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("PPO: the student", {
+        "n_envs": "Parallel environments",
+        "policy": "Student network",
+        "n_steps": "Steps per environment per rollout",
+        "batch_size": "Minibatch size",
+        "n_epochs": "Epochs per rollout",
+        "learning_rate": "Learning rate",
+        "gamma": "Discount (gamma)",
+        "gae_lambda": "GAE lambda",
+        "clip_range": "Clip range",
+        "ent_coef": "Entropy bonus",
+        "vf_coef": "Value-loss weight",
+        "max_grad_norm": "Gradient clipping (max norm)",
+    }),
+    ("Guidance: the teacher's advice", {
+        "guidance_coef": "Guidance strength at the start",
+        "guidance_anneal_frac": "Guidance fades out over (fraction of the run)",
+        "guidance_epochs": "Distillation passes per rollout",
+        "guidance_tolerance": "Advice already followed below (nats)",
+        "teacher_temperature": "Teacher temperature",
+        "teacher_timeout_s": "Teacher timeout (s)",
+    }),
+    ("Feedback: the student's verdicts", {
+        "feedback_min_visits": "Tries before an action counts",
+        "feedback_confidence": "Verdict margin (standard errors)",
+    }),
+    ("Evaluation and checkpoints", {
+        "eval_interval": "Evaluate every (frames)",
+        "eval_episodes": "Evaluation episodes",
+        "probe_states": "Probe states for teacher accuracy",
+        "return_threshold": "Return threshold",
+        "checkpoint_interval": "Checkpoint every (rollouts)",
+    }),
+    ("Live view", {
+        "frame_interval_s": "Seconds between live frames",
+        "hint_interval_s": "Seconds between hints",
+    }),
+)
+"""Every hyperparameter but BUDGET, each in one group, with its label."""
+LABELS: dict[str, str] = {BUDGET: "Frames to train", **{k: v for _, group in HYPERPARAMETER_GROUPS for k, v in group.items()}}
+GENERAL_FIELDS = ("name", "team", "description", "env_id", "mode", "teacher_model", "seeds", "tags", "notes")
+DEMO = {
+    "name": "Demo: quick look",
+    "description": "The quick-look preset on the paper's level: the LLM teaches a PPO agent to reach the red ball, and "
+    "the agent's feedback corrects the LLM. Clone it to change anything.",
+    "tags": "demo",
+}
+"""The demo experiment's own fields (the empty experiments list offers it)."""
+
+
 def _hyperparameter_field(kind: type, default: Any, help_text: str, name: str) -> forms.Field:
     bounds = RANGES.get(name)
-    common = {"label": name, "initial": default, "help_text": help_text}
+    common = {"label": LABELS.get(name, name), "initial": default, "help_text": help_text}
     if name in CHOICES:
         return forms.ChoiceField(choices=[(c, c) for c in CHOICES[name]], **common)
     if kind is int:
@@ -125,6 +182,8 @@ class LaunchForm(forms.Form):
 
     def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.preset: Preset | None = None
+        """The preset the initial values come from (``for_preset``), if any."""
         self.fields["team"].queryset = team_list(user=user)
         self.fields["env_id"].choices = level_choices()
         self.fields["mode"].choices = mode_choices()
@@ -135,6 +194,38 @@ class LaunchForm(forms.Form):
             self.fields["teacher_model"].initial = RunConfig.teacher_model if RunConfig.teacher_model in installed else installed[0]
         for name, kind, default, help_text in hyperparameter_fields():
             self.fields[HP_PREFIX + name] = _hyperparameter_field(kind, default, help_text, name)
+
+    @classmethod
+    def for_preset(cls, preset: Preset, *, user: AbstractBaseUser, env_id: str = DEFAULT_ENV,
+                   mode: str = RunConfig.mode.value, **general: Any) -> "LaunchForm":
+        """An unbound form with ``preset``'s seeds and hyperparameters on ``env_id`` in ``mode``
+        (``presets.hyperparameters_for``), and the other general fields as given."""
+        values = hyperparameters_for(preset=preset, env_id=env_id, mode=mode)
+        initial = {**general, "env_id": env_id, "mode": mode, "seeds": preset.seeds}
+        form = cls(initial=initial | {HP_PREFIX + name: value for name, value in values.items()}, user=user)
+        form.preset = preset
+        return form
+
+    @classmethod
+    def from_preset(cls, data: Mapping[str, str], *, user: AbstractBaseUser) -> "LaunchForm":
+        """What a preset button posts (the answer without JavaScript): the form again, unbound,
+        with the preset ``data["preset"]`` applied on ``data``'s level and mode and the other
+        general fields as typed. An unknown preset: the form bound to ``data``, with that error."""
+        preset = PRESETS.get(data.get("preset", ""))
+        if preset is None:
+            form = cls(data, user=user)
+            form.is_valid()
+            form.add_error(None, f"unknown preset: choose one of {', '.join(PRESETS)}")
+            return form
+        general = {name: data.get(name, "") for name in GENERAL_FIELDS if name != "seeds"}
+        return cls.for_preset(preset, user=user, **general)
+
+    @classmethod
+    def demo(cls, *, user: AbstractBaseUser) -> "LaunchForm":
+        """The demo experiment, ready to post: the quick-look preset on the paper's level,
+        bidirectional, with the form's default teacher, in the user's first team."""
+        team = team_list(user=user).first()
+        return cls.for_preset(QUICK, user=user, mode=Mode.BIDIRECTIONAL.value, team=team.pk if team else None, **DEMO)
 
     @classmethod
     def initial_from(cls, experiment: Experiment) -> dict[str, Any]:
@@ -158,11 +249,19 @@ class LaunchForm(forms.Form):
         names = ("team", "name", "description", "env_id", "mode", "teacher_model", "hyperparameters", "seeds", "tags", "notes")
         return {name: self.cleaned_data[name] for name in names}
 
-    def hyperparameter_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in self.fields if name.startswith(HP_PREFIX)]
-
     def general_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if not name.startswith(HP_PREFIX)]
+
+    def budget_field(self) -> forms.BoundField:
+        return self[HP_PREFIX + BUDGET]
+
+    def hyperparameter_groups(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """(title, fields) of HYPERPARAMETER_GROUPS, the "Advanced" part of the form."""
+        return [(title, [self[HP_PREFIX + name] for name in group]) for title, group in HYPERPARAMETER_GROUPS]
+
+    def advanced_has_errors(self) -> bool:
+        """Whether a field under "Advanced" has an error (the page unfolds it then)."""
+        return any(field.errors for _, fields_ in self.hyperparameter_groups() for field in fields_)
 
     def clean_seeds(self) -> list[int]:
         return parse_seeds(self.cleaned_data["seeds"])

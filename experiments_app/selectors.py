@@ -18,6 +18,7 @@ from django.db.models.functions import Coalesce
 from experiments_app import rollups
 from experiments_app.models import Experiment, Hint, Membership, Metric, MetricRollup, Run, Team
 from experiments_app.rollups import COMPARABLE
+from workers.config import Mode
 
 BACKFILL_HINTS = 20
 """Back-fill sends only the latest hints: the page shows the current one and a short history."""
@@ -347,3 +348,45 @@ def run_events_since(*, run_id: int, after_seq: int, hint_limit: int = BACKFILL_
     latest_hints = Hint.objects.filter(run_id=run_id, seq__gt=after_seq).order_by("-seq")[:hint_limit]
     hints = [hint_as_event(h) for h in latest_hints]
     return sorted(metrics + hints, key=lambda e: e["seq"])
+
+
+# --- launch estimates ------------------------------------------------------------------------
+
+
+RECENT_RUNS = 10
+"""Finished runs per mode that a run-time estimate is taken from."""
+
+
+@dataclass(frozen=True)
+class RunSpeed:
+    """How fast a mode's runs went on this installation lately (the medians over ``runs``
+    succeeded runs): training steps per second, and the seconds each run spent outside its
+    training loop (loading and measuring the teacher, evaluating)."""
+
+    mode: str
+    steps_per_s: float
+    setup_s: float
+    runs: int
+
+    def duration_s(self, total_timesteps: int) -> float:
+        """The estimated wall time of one run of ``total_timesteps`` frames in this mode."""
+        return self.setup_s + total_timesteps / self.steps_per_s
+
+
+def run_speeds(*, user: AbstractBaseUser) -> dict[str, RunSpeed]:
+    """{mode: RunSpeed} from the user's teams' last RECENT_RUNS succeeded runs of each mode
+    whose summary reports their frames, training steps/s and wall time; a mode without such a
+    run is left out."""
+    speeds: dict[str, RunSpeed] = {}
+    finished = run_list(user=user).filter(status=Run.Status.SUCCEEDED, summary__isnull=False)
+    for mode in (m.value for m in Mode):
+        summaries = finished.filter(experiment__mode=mode).order_by("-finished_at", "-id").values_list("summary", flat=True)
+        measured = [
+            (float(s["fps"]), max(0.0, float(s["wall_s"]) - float(s["timesteps"]) / float(s["fps"])))
+            for s in summaries[:RECENT_RUNS]
+            if all(isinstance(s.get(k), (int, float)) for k in ("fps", "wall_s", "timesteps")) and s["fps"] > 0
+        ]
+        if measured:
+            fps, setup = np.median(np.array(measured), axis=0)
+            speeds[mode] = RunSpeed(mode=mode, steps_per_s=float(fps), setup_s=float(setup), runs=len(measured))
+    return speeds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from django.contrib import messages
@@ -25,27 +27,36 @@ from experiments_app.forms import (
 )
 from experiments_app.health import health_report
 from experiments_app.models import Experiment, Membership, Run, Team
+from experiments_app.presets import DEFAULT_PRESET, preset_budgets, preset_table
 
 PAGE_SIZE = 25
 ROLE_PHRASES = {Membership.Role.ADMIN: "an admin", Membership.Role.MEMBER: "a member"}
 
 
-def _list_page(request: HttpRequest, template: str, search: Any) -> HttpResponse:
-    """A list page: the query form, its choices, and one page of ``search(user, filters)``;
-    400 with the form's errors for a malformed query string."""
+def _list_page(request: HttpRequest, template: str, search: Any,
+               when_empty: Callable[[], dict[str, Any]] | None = None) -> HttpResponse:
+    """A list page: the query form, its choices, one page of ``search(user, filters)`` and
+    ``unfiltered`` (whether nothing narrows the list; then an empty one adds ``when_empty()``
+    to the context); 400 with the form's errors for a malformed query string."""
     form = ListQueryForm(request.GET)
     context: dict[str, Any] = {"form": form, "choices": selectors.list_choices(user=request.user)}
     if not form.is_valid():
         return render(request, template, {**context, "page": None}, status=400)
-    items: QuerySet = search(user=request.user, filters=form.filters())
+    filters = form.filters()
+    items: QuerySet = search(user=request.user, filters=filters)
     page: Page = Paginator(items, PAGE_SIZE).get_page(form.cleaned_data.get("page"))
-    return render(request, template, {**context, "page": page})
+    context.update(page=page, unfiltered=filters == selectors.ListFilters())
+    if when_empty is not None and context["unfiltered"] and not page.object_list:
+        context.update(when_empty())
+    return render(request, template, context)
 
 
 @login_required
 @require_GET
 def experiment_list(request: HttpRequest) -> HttpResponse:
-    return _list_page(request, "experiments/list.html", selectors.experiment_search)
+    """The list; while the user's teams have no experiment, the demo experiment's form."""
+    return _list_page(request, "experiments/list.html", selectors.experiment_search,
+                      when_empty=lambda: {"demo": LaunchForm.demo(user=request.user)})
 
 
 @login_required
@@ -57,8 +68,13 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def experiment_launch(request: HttpRequest) -> HttpResponse:
-    """GET: the form, filled from ``?clone=<experiment id>`` if given. POST: launch, or 400
-    with the form and its per-field errors (as every form of the site answers bad input)."""
+    """GET: the form, filled from ``?clone=<experiment id>`` if given, else from the default
+    preset. POST with ``preset`` (a preset button, without JavaScript): the form again with
+    that preset applied. POST: launch, or 400 with the form and its per-field errors (as every
+    form of the site answers bad input)."""
+    if request.method == "POST" and "preset" in request.POST:
+        form = LaunchForm.from_preset(request.POST, user=request.user)
+        return _launch_page(request, form, status=400 if form.is_bound else 200)
     if request.method == "POST":
         form = LaunchForm(request.POST, user=request.user)
         if form.is_valid():
@@ -69,12 +85,30 @@ def experiment_launch(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, f"Launched {experiment.name}: {len(form.cleaned_data['seeds'])} run(s) queued.")
                 return redirect("experiments:run", run_id=experiment.runs.order_by("seed").first().pk)
-        return render(request, "experiments/launch.html", {"form": form}, status=400)
-    initial = {}
+        return _launch_page(request, form, status=400)
     clone_id = request.GET.get("clone")
     if clone_id:
         initial = LaunchForm.initial_from(_experiment_or_404(request, _int_or_404(clone_id)))
-    return render(request, "experiments/launch.html", {"form": LaunchForm(initial=initial, user=request.user)})
+        return _launch_page(request, LaunchForm(initial=initial, user=request.user))
+    return _launch_page(request, LaunchForm.for_preset(DEFAULT_PRESET, user=request.user))
+
+
+def _launch_page(request: HttpRequest, form: LaunchForm, status: int = 200) -> HttpResponse:
+    """The launch page: the form, the presets with their frame budgets on the form's level and
+    mode, and the run-time estimate from this installation's recent runs of that mode."""
+    env_id, mode = str(form["env_id"].value() or ""), str(form["mode"].value() or "")
+    speeds = selectors.run_speeds(user=request.user)
+    context = {
+        "form": form,
+        "speed": speeds.get(mode),
+        "presets": preset_budgets(env_id=env_id, mode=mode),
+        "launch_data": {
+            "presets": preset_table(),
+            "active": form.preset.key if form.preset else None,
+            "speeds": {name: asdict(speed) for name, speed in speeds.items()},
+        },
+    }
+    return render(request, "experiments/launch.html", context, status=status)
 
 
 @login_required

@@ -73,6 +73,7 @@ def page(stack):
 
 def launch(page, base: str, name: str, total_timesteps: int, mode: str = "ppo") -> None:
     page.goto(base + "/experiments/new/")
+    page.click("details.advanced > summary")  # the hyperparameters are folded under it
     page.fill("#id_name", name)
     page.select_option("#id_mode", mode)
     page.fill("#id_seeds", "0")
@@ -81,7 +82,7 @@ def launch(page, base: str, name: str, total_timesteps: int, mode: str = "ppo") 
         if value is not None:
             page.fill(f"#id_hp_{field}", str(value))
     page.select_option("#id_hp_policy", "mlp")
-    page.click("form.launch button[type=submit]")
+    page.click("#launch-button")
     page.wait_for_url("**/runs/*/")
 
 
