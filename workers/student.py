@@ -12,9 +12,9 @@ zero, as LLM4Teach and kickstarting anneal their guidance, so the student ends u
 its own return alone). Its own optimizer, because Adam ignores the scale of a loss: sharing
 PPO's, a distillation "coefficient" only mixed the two losses' gradient statistics, and PPO's
 learning rate (3e-4) let ten passes a rollout fit the BabyAI bot's actions too slowly for its
-guidance to help much (the oracle reached 0.9 at 27,648 frames). With 1e-3, the oracle reaches
-it at about 6,000 (benchmarks/speedup.py). Doing the distillation as its own step, after PPO's
-clipped update, keeps SB3's PPO untouched and the guidance step readable.
+guidance to help much (the oracle reached 0.9 at 27,648 frames). At 3x PPO's (9e-4) it reaches
+it at 7,168, a median of 5 seeds (benchmarks/results/speedup.txt). Doing the distillation as
+its own step, after PPO's clipped update, keeps SB3's PPO untouched and the guidance step readable.
 """
 
 from __future__ import annotations
