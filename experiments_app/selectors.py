@@ -101,8 +101,8 @@ def run_get(*, user: AbstractBaseUser, run_id: int) -> Run | None:
 
 
 def user_can_manage(*, user: AbstractBaseUser, experiment: Experiment) -> bool:
-    """Whether the user may stop or delete the experiment's runs: its owner or an admin of
-    its team."""
+    """Whether the user may stop, resume or delete the experiment's runs: its owner or an
+    admin of its team."""
     return experiment.owner_id == user.pk or user_is_team_admin(user=user, team_id=experiment.team_id)
 
 

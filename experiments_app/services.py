@@ -327,16 +327,21 @@ def experiment_update_notes(*, user: AbstractBaseUser, experiment: Experiment, n
 
 
 @transaction.atomic
-def run_resume(*, run: Run) -> Run:
+def run_resume(*, user: AbstractBaseUser, run: Run) -> Run:
     """Queue an interrupted or failed run again; the task continues from its checkpoint if it
-    has one. Raises ValidationError for a run in any other state."""
+    has one. A stop asked for before the run was interrupted (its worker died while it was
+    stopping) is withdrawn: Resume asks it to run, and ``run_claim`` takes no run that is to
+    stop. Raises PermissionDenied as ``run_stop``; ValidationError for a run in any other
+    state."""
+    _ensure_can_manage(user=user, experiment=run.experiment)
     run = Run.objects.select_for_update().get(pk=run.pk)
     if run.status not in (Run.Status.INTERRUPTED, Run.Status.FAILED):
         raise ValidationError(f"a {run.status} run cannot be resumed")
     run.status = Run.Status.QUEUED
     run.error = ""
     run.finished_at = None
-    run.save(update_fields=["status", "error", "finished_at"])
+    run.stop_requested = False
+    run.save(update_fields=["status", "error", "finished_at", "stop_requested"])
     run_enqueue(run=run)
     _notify_after_commit(run)
     return run

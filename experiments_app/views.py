@@ -200,9 +200,10 @@ def run_delete(request: HttpRequest, run_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Owner or team admin only (403 otherwise); a run that cannot be resumed gets a message."""
     run = _run_or_404(request, run_id)
     try:
-        services.run_resume(run=run)
+        services.run_resume(user=request.user, run=run)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("experiments:run", run_id=run.pk)

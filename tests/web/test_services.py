@@ -86,14 +86,25 @@ def test_mark_interrupted_only_touches_stale_running_runs(experiment):
     assert stale.status == Run.Status.INTERRUPTED and fresh.status == Run.Status.RUNNING
 
 
-def test_resume_requeues_interrupted_runs_only(run, queued, django_capture_on_commit_callbacks):
+def test_resume_requeues_interrupted_runs_only(alice, run, queued, django_capture_on_commit_callbacks):
     with pytest.raises(ValidationError):
-        services.run_resume(run=run)
+        services.run_resume(user=alice, run=run)
     Run.objects.filter(pk=run.pk).update(status=Run.Status.INTERRUPTED, error="lost")
     with django_capture_on_commit_callbacks(execute=True):
-        resumed = services.run_resume(run=run)
+        resumed = services.run_resume(user=alice, run=run)
     assert resumed.status == Run.Status.QUEUED and resumed.error == ""
     assert queued[-1] == (run.pk, resumed.task_id)
+
+
+def test_a_run_whose_worker_died_while_it_was_stopping_trains_again_after_resume(alice, run):
+    services.run_claim(run_id=run.pk, worker_host="w1", task_id="t1")
+    services.run_request_stop(run=run)  # running: it would stop at its next rollout boundary
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))  # ...but its worker died
+    assert services.run_mark_interrupted() == [run.pk]
+    resumed = services.run_resume(user=alice, run=run)
+    assert resumed.status == Run.Status.QUEUED and not resumed.stop_requested
+    claimed = services.run_claim(run_id=run.pk, worker_host="w2", task_id="t2")
+    assert claimed is not None and claimed.status == Run.Status.RUNNING and claimed.worker_host == "w2"
 
 
 def test_user_create_with_team_makes_a_team_admin_who_can_log_in(db, client):
