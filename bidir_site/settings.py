@@ -197,6 +197,8 @@ RUNS_DIR = Path(os.environ.get("BIDIR_RUNS_DIR") or BASE_DIR / "runs")
 STALE_AFTER_S = float(os.environ.get("BIDIR_STALE_AFTER_S", "20"))
 STALE_SWEEP_S = float(os.environ.get("BIDIR_STALE_SWEEP_S", "5"))
 MAX_SEEDS_PER_EXPERIMENT = 16
+HEALTH_CACHE_S = 5.0
+"""Anonymous /healthz callers get a verdict at most this old (experiments_app.health)."""
 
 LOGGING = {
     "version": 1,

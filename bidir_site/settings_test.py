@@ -23,6 +23,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": f"{tempfile.gettempdir()}/bidir-test-{os.getpid()}.sqlite3"}  # noqa: F405
 # No stale-run sweeper thread in the test process: tests sweep explicitly.
 STALE_SWEEP_S = 0
+# Tests replace the health checks: each /healthz checks again, unless a test turns the cache on.
+HEALTH_CACHE_S = 0.0
 # Tests speak plain HTTP (the test client, live servers): none of production's HTTPS-only defaults.
 SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
 SECURE_HSTS_SECONDS = 0

@@ -3,6 +3,7 @@ import json
 import pytest
 from django.urls import reverse
 
+from experiments_app import health
 from experiments_app.forms import HP_PREFIX
 from experiments_app.hyperparameters import hyperparameter_defaults
 from experiments_app.models import Experiment, Run
@@ -100,3 +101,22 @@ def test_healthz_reports_each_check(client, db):
     assert body["database"]["ok"] and body["broker"]["ok"] and body["channel_layer"]["ok"]
     assert body["workers"]["ok"] is False, "no worker runs during tests"
     assert response.status_code == 503 and body["ok"] is False
+
+
+def test_anonymous_healthz_is_answered_from_a_recent_report_logged_in_users_from_a_fresh_one(
+    client, alice, monkeypatch, settings
+):
+    checks: list[str] = []
+    monkeypatch.setattr(health, "CHECKS", {"database": lambda: checks.append("database") or "sqlite"})
+    settings.HEALTH_CACHE_S = 0.0
+    assert client.get("/healthz").json() == {"database": {"ok": True}, "ok": True} and len(checks) == 1
+    settings.HEALTH_CACHE_S = 60.0
+    for _ in range(20):
+        assert client.get("/healthz").json() == {"database": {"ok": True}, "ok": True}
+    assert len(checks) == 1, "no check while the last report is recent"
+    client.force_login(alice)
+    assert client.get("/healthz").json()["database"]["detail"] == "sqlite" and len(checks) == 2
+    client.logout()
+    settings.HEALTH_CACHE_S = 0.0
+    client.get("/healthz")
+    assert len(checks) == 3, "a report older than HEALTH_CACHE_S is made again"
