@@ -208,10 +208,11 @@ def list_choices(*, user: AbstractBaseUser) -> dict[str, list[str]]:
 # --- compare ---------------------------------------------------------------------------------
 
 
-def compare_runs(*, user: AbstractBaseUser, run_ids: Iterable[int], experiment_ids: Iterable[int]) -> list[Run]:
+def compare_runs(*, user: AbstractBaseUser, run_ids: Iterable[int], experiment_ids: Iterable[int]) -> QuerySet[Run]:
     """The given runs and every run of the given experiments that the user may see, by
-    experiment then seed; ids of other teams' runs are dropped, as if they did not exist."""
-    return list(
+    experiment then seed; ids of other teams' runs are dropped, as if they did not exist. A
+    query, not yet run: a caller with a limit counts it first."""
+    return (
         run_list(user=user)
         .filter(Q(pk__in=list(run_ids)) | Q(experiment_id__in=list(experiment_ids)))
         .order_by("experiment_id", "seed")
