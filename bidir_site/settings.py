@@ -1,7 +1,8 @@
 """Settings, entirely from environment variables.
 
 DATABASE_URL   any dj-database-url URL; default SQLite at var/db.sqlite3
-REDIS_URL      Celery broker and channels_redis layer; unset: in-process fallbacks, fit only for
+REDIS_URL      Celery broker and channels_redis layer; required unless DEBUG is on: production
+               refuses to start without it. Unset: in-process fallbacks, fit only for
                a single process (``scripts/run_local.py`` always sets it)
 SECRET_KEY     required unless DEBUG is on: production refuses to start without one of its own
 DEBUG          1/true/yes/on to enable (local development only: ``make run`` turns it on)
@@ -69,6 +70,13 @@ if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
     raise ImproperlyConfigured(
         "SECRET_KEY must be set when DEBUG is off (production mode), to a secret of its own, e.g. the "
         "output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'. For local development, set DEBUG=1."
+    )
+if not DEBUG and not os.environ.get("REDIS_URL"):
+    # The in-process fallbacks serve one process: runs launched from the web would never reach
+    # a worker, and no page would get a live update.
+    raise ImproperlyConfigured(
+        "REDIS_URL must be set when DEBUG is off (production mode), e.g. redis://redishost:6379/0: the Celery broker "
+        "and the channel layer that the web processes and the workers share. For local development, set DEBUG=1."
     )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
