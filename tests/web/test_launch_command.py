@@ -36,6 +36,7 @@ def test_launch_prints_the_run_ids_and_queues_them(alice, queued, django_capture
     (["--mode", "bidirectional", "--teacher-model", "no-such-model"], "teacher_model: Select a valid choice"),
     (["--mode", "sideways"], "mode: Select a valid choice"),
     (["--set", "n_envs=64", "--set", "n_steps=8192"], "total_timesteps: must be at least one rollout"),
+    (["--set", "eval_interval=1", "--set", "eval_episodes=1000"], "eval_interval: evaluation would play up to 196,000 episodes"),
 ])
 def test_invalid_launches_fail_with_the_forms_message(alice, queued, extra, message):
     with pytest.raises(CommandError, match=message):
