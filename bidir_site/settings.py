@@ -22,6 +22,10 @@ BIDIR_STALE_AFTER_S  a running run whose heartbeat is older than this is interru
                      the sink beats every 5 s)
 BIDIR_STALE_SWEEP_S  how often each web process and each worker looks for such runs (default 5;
                      0: never)
+BIDIR_MAX_ACTIVE_RUNS_PER_USER  queued + running runs one user's experiments may have; a launch or
+                     resume past it is refused, saying so (default 16, one experiment of the most
+                     seeds: a queue make run's one worker trains through in about an hour at the
+                     default 100,000 frames a run; raise it with the workers; 0: no cap)
 """
 
 from __future__ import annotations
@@ -205,6 +209,7 @@ RUNS_DIR = Path(os.environ.get("BIDIR_RUNS_DIR") or BASE_DIR / "runs")
 STALE_AFTER_S = float(os.environ.get("BIDIR_STALE_AFTER_S", "20"))
 STALE_SWEEP_S = float(os.environ.get("BIDIR_STALE_SWEEP_S", "5"))
 MAX_SEEDS_PER_EXPERIMENT = 16
+MAX_ACTIVE_RUNS_PER_USER = int(os.environ.get("BIDIR_MAX_ACTIVE_RUNS_PER_USER", "16"))
 HEALTH_CACHE_S = 5.0
 """Anonymous /healthz callers get a verdict at most this old (experiments_app.health)."""
 

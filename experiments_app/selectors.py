@@ -106,6 +106,12 @@ def user_can_manage(*, user: AbstractBaseUser, experiment: Experiment) -> bool:
     return experiment.owner_id == user.pk or user_is_team_admin(user=user, team_id=experiment.team_id)
 
 
+def user_active_run_count(*, user: AbstractBaseUser) -> int:
+    """How many runs of the user's experiments are queued or running, in any team: what
+    ``settings.MAX_ACTIVE_RUNS_PER_USER`` caps."""
+    return Run.objects.filter(experiment__owner=user, status__in=Run.ACTIVE_STATUSES).count()
+
+
 # --- lists: search, filters, sorting ---------------------------------------------------------
 
 

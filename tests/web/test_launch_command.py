@@ -44,6 +44,13 @@ def test_invalid_launches_fail_with_the_forms_message(alice, queued, extra, mess
     assert not Run.objects.exists() and queued == []
 
 
+def test_a_launch_over_the_run_cap_fails_saying_so(alice, queued, settings):
+    settings.MAX_ACTIVE_RUNS_PER_USER = 2
+    with pytest.raises(CommandError, match=r"alice has 0 run\(s\) queued or running, and one user may have at most 2"):
+        launch(*BASE, "--seeds", "0-2")
+    assert not Run.objects.exists() and queued == []
+
+
 def test_user_must_exist_and_be_in_the_team(alice, bob, queued):
     with pytest.raises(CommandError, match="no user 'nobody'"):
         launch(*[a if a != "alice" else "nobody" for a in BASE])

@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from experiments_app import services
-from experiments_app.models import Membership, Run, Team
+from experiments_app.models import Experiment, Membership, Run, Team
 from tests.web.helpers import PASSWORD, small_hyperparameters
 
 
@@ -44,6 +44,28 @@ def test_experiment_create_validates_hyperparameters_and_teacher(alice, team_a, 
         create(alice, team_a, mode="bidirectional", teacher_model="")
     with pytest.raises(ValidationError):
         create(alice, team_a, seeds=[1, 1])
+
+
+def test_queued_and_running_runs_are_capped_per_user_at_launch_and_resume(alice, team_a, bob, team_b, queued, settings):
+    settings.MAX_ACTIVE_RUNS_PER_USER = 4
+    first = create(alice, team_a)
+    running, interrupted, _ = first.runs.order_by("seed")
+    Run.objects.filter(pk=running.pk).update(status=Run.Status.RUNNING)
+    with pytest.raises(ValidationError, match=r"alice has 3 run\(s\) queued or running, and one user may have at most 4 "
+                                              r"\(BIDIR_MAX_ACTIVE_RUNS_PER_USER\): 2 more cannot be queued") as refused:
+        create(alice, team_a, name="two more", seeds=[0, 1])
+    assert refused.value.code == "run_cap" and not Experiment.objects.filter(name="two more").exists()
+    Run.objects.filter(pk=interrupted.pk).update(status=Run.Status.INTERRUPTED)
+    create(alice, team_a, name="two more", seeds=[0, 1])
+    create(bob, team_b, seeds=[0, 1, 2])  # the cap is each user's
+    create(alice, team_a, name="imported", seeds=[0, 1], enqueue=False).delete()  # runs trained elsewhere: no cap
+
+    with pytest.raises(ValidationError, match="at most 4"):
+        services.run_resume(user=alice, run=interrupted)
+    Run.objects.filter(pk=running.pk).update(status=Run.Status.SUCCEEDED)
+    assert services.run_resume(user=alice, run=interrupted).status == Run.Status.QUEUED, "a finished run frees its place"
+    settings.MAX_ACTIVE_RUNS_PER_USER = 0
+    create(alice, team_a, name="uncapped", seeds=list(range(16)))
 
 
 def test_teacher_model_is_dropped_for_modes_without_llm(alice, team_a, queued):
