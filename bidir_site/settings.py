@@ -1,7 +1,8 @@
 """Settings, entirely from environment variables.
 
 DATABASE_URL   any dj-database-url URL; default SQLite at var/db.sqlite3
-REDIS_URL      Celery broker and channels_redis layer; unset: in-process fallbacks, fit only for
+REDIS_URL      Celery broker and channels_redis layer; required unless DEBUG is on: production
+               refuses to start without it. Unset: in-process fallbacks, fit only for
                a single process (``scripts/run_local.py`` always sets it)
 SECRET_KEY     required unless DEBUG is on: production refuses to start without one of its own
 DEBUG          1/true/yes/on to enable (local development only: ``make run`` turns it on)
@@ -21,6 +22,10 @@ BIDIR_STALE_AFTER_S  a running run whose heartbeat is older than this is interru
                      the sink beats every 5 s)
 BIDIR_STALE_SWEEP_S  how often each web process and each worker looks for such runs (default 5;
                      0: never)
+BIDIR_MAX_ACTIVE_RUNS_PER_USER  queued + running runs one user's experiments may have; a launch or
+                     resume past it is refused, saying so (default 16, one experiment of the most
+                     seeds: a queue make run's one worker trains through in about an hour at the
+                     default 100,000 frames a run; raise it with the workers; 0: no cap)
 """
 
 from __future__ import annotations
@@ -69,6 +74,13 @@ if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
     raise ImproperlyConfigured(
         "SECRET_KEY must be set when DEBUG is off (production mode), to a secret of its own, e.g. the "
         "output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'. For local development, set DEBUG=1."
+    )
+if not DEBUG and not os.environ.get("REDIS_URL"):
+    # The in-process fallbacks serve one process: runs launched from the web would never reach
+    # a worker, and no page would get a live update.
+    raise ImproperlyConfigured(
+        "REDIS_URL must be set when DEBUG is off (production mode), e.g. redis://redishost:6379/0: the Celery broker "
+        "and the channel layer that the web processes and the workers share. For local development, set DEBUG=1."
     )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
@@ -197,6 +209,9 @@ RUNS_DIR = Path(os.environ.get("BIDIR_RUNS_DIR") or BASE_DIR / "runs")
 STALE_AFTER_S = float(os.environ.get("BIDIR_STALE_AFTER_S", "20"))
 STALE_SWEEP_S = float(os.environ.get("BIDIR_STALE_SWEEP_S", "5"))
 MAX_SEEDS_PER_EXPERIMENT = 16
+MAX_ACTIVE_RUNS_PER_USER = int(os.environ.get("BIDIR_MAX_ACTIVE_RUNS_PER_USER", "16"))
+HEALTH_CACHE_S = 5.0
+"""Anonymous /healthz callers get a verdict at most this old (experiments_app.health)."""
 
 LOGGING = {
     "version": 1,

@@ -89,10 +89,13 @@ def comparison_build(
 ) -> dict[str, Any]:
     """The comparison of the user's runs among ``run_ids`` and of every run of the user's
     experiments among ``experiment_ids``, on ``metric`` (one of selectors.COMPARABLE) with EMA
-    ``smoothing`` in [0, 1). JSON-able. Raises TooManyRuns for more than MAX_COMPARE_RUNS runs."""
-    runs = selectors.compare_runs(user=user, run_ids=run_ids, experiment_ids=experiment_ids)
-    if len(runs) > MAX_COMPARE_RUNS:
-        raise TooManyRuns(f"at most {MAX_COMPARE_RUNS} runs can be compared at once ({len(runs)} chosen)")
+    ``smoothing`` in [0, 1). JSON-able. Raises TooManyRuns for more than MAX_COMPARE_RUNS runs,
+    having counted them only: a selection of a thousand experiments loads none of their runs."""
+    chosen = selectors.compare_runs(user=user, run_ids=run_ids, experiment_ids=experiment_ids)
+    count = chosen.count()
+    if count > MAX_COMPARE_RUNS:
+        raise TooManyRuns(f"at most {MAX_COMPARE_RUNS} runs can be compared at once ({count} chosen)")
+    runs = list(chosen)
     points = analysis.points_per_curve(len(runs))
     curves = selectors.metric_curves(runs=runs, metric=metric, points=points)
     returns = curves if metric == "mean_return" else selectors.metric_curves(runs=runs, metric="mean_return", points=points)

@@ -14,7 +14,9 @@ Messages to the client:
                                                "backfill": true it ends a back-fill answer
   {"type": "frame", "event": event}           a live frame; frames are never back-filled
 Frames that are not JSON text, and JSON that is not a back-fill request, are ignored.
-Close codes: 4401 not logged in, 4403 not one of the user's runs.
+Close codes: 4401 not logged in, 4403 not one of the user's runs: at connect, and at any
+back-fill request after the user left the run's team (or the run was deleted), which leaves
+the run's group first, so nothing more of the run reaches them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from experiments_app import selectors
-from experiments_app.models import Run
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ JOIN_TIMEOUT_S = 2.0
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
     run_id: int
+    user: Any
     group: str | None = None
+    """The run's group while the user may see the run; None before connect and once dropped."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -51,6 +54,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4403)
             return
         self.run_id = run_id
+        self.user = user
         self.group = run.group_name
 
     async def disconnect(self, code: int) -> None:
@@ -75,7 +79,11 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
             last_seq = 0
         await self._join()
-        events, state = await database_sync_to_async(self._backfill)(last_seq)
+        answer = await database_sync_to_async(self._backfill)(last_seq)
+        if answer is None:
+            await self._drop()
+            return
+        events, state = answer
         for start in range(0, len(events), BACKFILL_CHUNK):
             await self.send_json({"type": "events", "events": events[start : start + BACKFILL_CHUNK]})
         await self.send_json({"type": "run", "run": state, "backfill": True})
@@ -92,16 +100,33 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         except Exception:
             logger.warning("could not join %s: back-fill only until the next request", self.group, exc_info=True)
 
-    def _backfill(self, last_seq: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    async def _drop(self) -> None:
+        """Leave the run's group, then close with 4403: the user may no longer see the run."""
+        group, self.group = self.group, None
+        try:
+            await asyncio.wait_for(self.channel_layer.group_discard(group, self.channel_name), JOIN_TIMEOUT_S)
+        except Exception:  # the group forgets the channel at its expiry, and the handlers send nothing now
+            logger.warning("could not leave %s", group, exc_info=True)
+        await self.close(code=4403)
+
+    def _backfill(self, last_seq: int) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+        """The events after ``last_seq`` and the run's state; None if the user may no longer
+        see the run (checked again on every request: membership changes while pages stay open)."""
         # The state first: everything stored up to it is in the events read next, so a state
         # that says the run is final comes with all of the run's events.
-        state = selectors.run_state(run=Run.objects.get(pk=self.run_id))
-        return selectors.run_events_since(run_id=self.run_id, after_seq=last_seq), state
+        run = selectors.run_get(user=self.user, run_id=self.run_id)
+        if run is None:
+            return None
+        return selectors.run_events_since(run_id=self.run_id, after_seq=last_seq), selectors.run_state(run=run)
 
     async def run_update(self, message: dict[str, Any]) -> None:
+        if self.group is None:  # dropped: a live message already on its way is not delivered
+            return
         if message.get("events"):
             await self.send_json({"type": "events", "events": message["events"]})
         await self.send_json({"type": "run", "run": message["run"]})
 
     async def run_frame(self, message: dict[str, Any]) -> None:
+        if self.group is None:
+            return
         await self.send_json({"type": "frame", "event": message["event"]})

@@ -16,6 +16,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import NON_FIELD_ERRORS
 
 from experiments_app.hyperparameters import CHOICES, RANGES, experiment_problems, hyperparameter_fields
 from experiments_app.models import Experiment, Membership, Run, Team
@@ -248,6 +249,10 @@ class LaunchForm(forms.Form):
         """The keyword arguments of ``services.experiment_create``, but ``owner``."""
         names = ("team", "name", "description", "env_id", "mode", "teacher_model", "hyperparameters", "seeds", "tags", "notes")
         return {name: self.cleaned_data[name] for name in names}
+
+    def has_field_errors(self) -> bool:
+        """Whether a field has an error (not only the form as a whole, such as the run cap)."""
+        return any(name != NON_FIELD_ERRORS for name in self.errors)
 
     def general_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if not name.startswith(HP_PREFIX)]

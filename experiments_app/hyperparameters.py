@@ -99,8 +99,8 @@ def hyperparameters_validate(values: dict[str, Any]) -> dict[str, str]:
 def experiment_problems(*, env_id: str, mode: str, teacher_model: str, hyperparameters: Any) -> dict[str, str]:
     """Why an experiment with these fields could not run, by field name ({} when it can): the
     hyperparameters' types and ranges, then the engine's own check of a run
-    (``RunConfig.problems``: the level, a rollout's size, the BabyAI bot for the oracle, a
-    teacher for the LLM modes). The form, the model's ``clean`` (so ``manage.py launch`` and
+    (``RunConfig.problems``: the level, a rollout's size, the evaluation budget, the BabyAI bot
+    for the oracle, a teacher for the LLM modes). The form, the model's ``clean`` (so ``manage.py launch`` and
     ``import_study``) and the engine all come down to that one check."""
     errors = hyperparameters_validate(hyperparameters)
     if mode not in {m.value for m in Mode}:

@@ -91,6 +91,9 @@ class Run(models.Model):
         INTERRUPTED = "interrupted", "Interrupted"
 
     FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    """A worker trains these or will: they count against their owner's cap
+    (``settings.MAX_ACTIVE_RUNS_PER_USER``) and cannot be deleted."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
     seed = models.IntegerField()

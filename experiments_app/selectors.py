@@ -101,9 +101,15 @@ def run_get(*, user: AbstractBaseUser, run_id: int) -> Run | None:
 
 
 def user_can_manage(*, user: AbstractBaseUser, experiment: Experiment) -> bool:
-    """Whether the user may stop or delete the experiment's runs: its owner or an admin of
-    its team."""
+    """Whether the user may stop, resume or delete the experiment's runs: its owner or an
+    admin of its team."""
     return experiment.owner_id == user.pk or user_is_team_admin(user=user, team_id=experiment.team_id)
+
+
+def user_active_run_count(*, user: AbstractBaseUser) -> int:
+    """How many runs of the user's experiments are queued or running, in any team: what
+    ``settings.MAX_ACTIVE_RUNS_PER_USER`` caps."""
+    return Run.objects.filter(experiment__owner=user, status__in=Run.ACTIVE_STATUSES).count()
 
 
 # --- lists: search, filters, sorting ---------------------------------------------------------
@@ -208,10 +214,11 @@ def list_choices(*, user: AbstractBaseUser) -> dict[str, list[str]]:
 # --- compare ---------------------------------------------------------------------------------
 
 
-def compare_runs(*, user: AbstractBaseUser, run_ids: Iterable[int], experiment_ids: Iterable[int]) -> list[Run]:
+def compare_runs(*, user: AbstractBaseUser, run_ids: Iterable[int], experiment_ids: Iterable[int]) -> QuerySet[Run]:
     """The given runs and every run of the given experiments that the user may see, by
-    experiment then seed; ids of other teams' runs are dropped, as if they did not exist."""
-    return list(
+    experiment then seed; ids of other teams' runs are dropped, as if they did not exist. A
+    query, not yet run: a caller with a limit counts it first."""
+    return (
         run_list(user=user)
         .filter(Q(pk__in=list(run_ids)) | Q(experiment_id__in=list(experiment_ids)))
         .order_by("experiment_id", "seed")

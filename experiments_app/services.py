@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from experiments_app import rollups
 from experiments_app.models import Experiment, Hint, Membership, Metric, MetricRollup, Run, Team
-from experiments_app.selectors import run_state, user_can_manage, user_is_team_admin
+from experiments_app.selectors import run_state, user_active_run_count, user_can_manage, user_is_team_admin
 from workers.config import Mode
 from workers.events import Event, EventKind
 
@@ -196,9 +196,10 @@ def experiment_create(
     enqueue: bool = True,
 ) -> Experiment:
     """The experiment and one queued run per seed. Raises PermissionDenied unless ``owner`` is
-    in ``team``, ValidationError for an invalid configuration. ``enqueue=False`` leaves the runs
-    unqueued: for runs trained elsewhere whose events are then recorded with
-    ``run_record_events`` (``manage.py import_study``)."""
+    in ``team``, ValidationError for an invalid configuration or for more runs than the
+    owner's cap allows (``_ensure_within_run_cap``). ``enqueue=False`` leaves the runs
+    unqueued, and outside the cap: for runs trained elsewhere whose events are then recorded
+    with ``run_record_events`` (``manage.py import_study``)."""
     if not Membership.objects.filter(team=team, user=owner).exists():
         raise PermissionDenied("you are not a member of this team")
     if not seeds or len(set(seeds)) != len(seeds):
@@ -218,6 +219,8 @@ def experiment_create(
     experiment.full_clean()
     if Mode(mode).uses_llm:
         _teacher_model_check(teacher_model)
+    if enqueue:
+        _ensure_within_run_cap(owner=owner, adding=len(seeds))
     experiment.save()
     total = int(hyperparameters["total_timesteps"])
     for seed in seeds:
@@ -225,6 +228,24 @@ def experiment_create(
         if enqueue:
             run_enqueue(run=run)
     return experiment
+
+
+def _ensure_within_run_cap(*, owner: AbstractBaseUser, adding: int) -> None:
+    """Raise ValidationError (code "run_cap") if queuing ``adding`` more runs would give
+    ``owner`` more than ``settings.MAX_ACTIVE_RUNS_PER_USER`` queued or running runs (0: no
+    cap). Locks the owner's row first, so that two launches at once cannot both pass; call it
+    inside the transaction that queues the runs."""
+    cap = settings.MAX_ACTIVE_RUNS_PER_USER
+    if not cap:
+        return
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).exists()
+    active = user_active_run_count(user=owner)
+    if active + adding > cap:
+        raise ValidationError(
+            f"{owner.get_username()} has {active} run(s) queued or running, and one user may have at most {cap} "
+            f"(BIDIR_MAX_ACTIVE_RUNS_PER_USER): {adding} more cannot be queued. Wait for some to finish, or stop some.",
+            code="run_cap",
+        )
 
 
 def _teacher_model_check(teacher_model: str) -> None:
@@ -279,9 +300,6 @@ def experiment_stop(*, user: AbstractBaseUser, experiment: Experiment) -> list[R
         return [run_request_stop(run=run) for run in experiment.runs.exclude(status__in=Run.FINAL_STATUSES)]
 
 
-ACTIVE_STATUSES = (Run.Status.QUEUED, Run.Status.RUNNING)
-
-
 def _delete_outputs_after_commit(runs: Sequence[Run]) -> None:
     dirs = [run_out_dir(run=run) for run in runs]
     transaction.on_commit(lambda: [shutil.rmtree(d, ignore_errors=True) for d in dirs])
@@ -294,7 +312,7 @@ def run_delete(*, user: AbstractBaseUser, run: Run) -> None:
     to it): stop it first."""
     _ensure_can_manage(user=user, experiment=run.experiment)
     run = Run.objects.select_for_update().get(pk=run.pk)
-    if run.status in ACTIVE_STATUSES:
+    if run.status in Run.ACTIVE_STATUSES:
         raise ValidationError(f"a {run.status} run cannot be deleted: stop it first")
     _delete_outputs_after_commit([run])
     run.delete()
@@ -305,7 +323,7 @@ def experiment_delete(*, user: AbstractBaseUser, experiment: Experiment) -> None
     """Delete the experiment and all its runs; the same rules as ``run_delete``, for every run."""
     _ensure_can_manage(user=user, experiment=experiment)
     runs = list(Run.objects.select_for_update().filter(experiment=experiment))
-    active = [run for run in runs if run.status in ACTIVE_STATUSES]
+    active = [run for run in runs if run.status in Run.ACTIVE_STATUSES]
     if active:
         raise ValidationError(f"{len(active)} run(s) are queued or running: stop them first")
     _delete_outputs_after_commit(runs)
@@ -327,16 +345,23 @@ def experiment_update_notes(*, user: AbstractBaseUser, experiment: Experiment, n
 
 
 @transaction.atomic
-def run_resume(*, run: Run) -> Run:
+def run_resume(*, user: AbstractBaseUser, run: Run) -> Run:
     """Queue an interrupted or failed run again; the task continues from its checkpoint if it
-    has one. Raises ValidationError for a run in any other state."""
+    has one. A stop asked for before the run was interrupted (its worker died while it was
+    stopping) is withdrawn: Resume asks it to run, and ``run_claim`` takes no run that is to
+    stop. Raises PermissionDenied as ``run_stop``; ValidationError for a run in any other
+    state, or one its owner's cap has no room for (``_ensure_within_run_cap``)."""
+    _ensure_can_manage(user=user, experiment=run.experiment)
+    owner = run.experiment.owner
     run = Run.objects.select_for_update().get(pk=run.pk)
     if run.status not in (Run.Status.INTERRUPTED, Run.Status.FAILED):
         raise ValidationError(f"a {run.status} run cannot be resumed")
+    _ensure_within_run_cap(owner=owner, adding=1)
     run.status = Run.Status.QUEUED
     run.error = ""
     run.finished_at = None
-    run.save(update_fields=["status", "error", "finished_at"])
+    run.stop_requested = False
+    run.save(update_fields=["status", "error", "finished_at", "stop_requested"])
     run_enqueue(run=run)
     _notify_after_commit(run)
     return run

@@ -25,7 +25,7 @@ from experiments_app import compare, selectors, services
 from experiments_app.forms import (
     CompareQueryForm, ExperimentNotesForm, LaunchForm, ListQueryForm, TeamCreateForm, TeamMemberAddForm, TeamRoleForm,
 )
-from experiments_app.health import health_report
+from experiments_app.health import health_report, health_verdict
 from experiments_app.models import Experiment, Membership, Run, Team
 from experiments_app.presets import DEFAULT_PRESET, preset_budgets, preset_table
 
@@ -200,9 +200,10 @@ def run_delete(request: HttpRequest, run_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Owner or team admin only (403 otherwise); a run that cannot be resumed gets a message."""
     run = _run_or_404(request, run_id)
     try:
-        services.run_resume(run=run)
+        services.run_resume(user=request.user, run=run)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("experiments:run", run_id=run.pk)
@@ -362,10 +363,9 @@ class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database, broker and channel layer answer and a worker replies to ping;
     503 otherwise. Public, for load balancers and orchestrators: anonymous callers get each
-    check's verdict only; logged-in users also what it found (hosts, versions, errors)."""
-    report = health_report()
-    if not request.user.is_authenticated:
-        report = {name: {"ok": check["ok"]} if isinstance(check, dict) else check for name, check in report.items()}
+    check's verdict only, at most ``settings.HEALTH_CACHE_S`` old; logged-in users a fresh report with
+    what each check found (hosts, versions, errors)."""
+    report = health_report() if request.user.is_authenticated else health_verdict()
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 

@@ -104,7 +104,8 @@ class RunConfig:
     eval_interval: int = 25_000
     """Frames between evaluations (0: only at the end)."""
     eval_episodes: int = 50
-    """Held-out episodes per evaluation, each played twice: greedy and sampled from the policy."""
+    """Held-out episodes per evaluation, each played twice: greedy and sampled from the policy.
+    Over the run, evaluation may play no more episodes than training plays frames."""
     checkpoint_interval: int = 10
     """Rollouts between checkpoints (0: only at stop and at the end)."""
     frame_interval_s: float = 0.08
@@ -134,6 +135,15 @@ class RunConfig:
     def rollout_frames(self) -> int:
         return self.n_envs * self.n_steps
 
+    @property
+    def evaluation_episodes(self) -> int:
+        """The most episodes evaluation plays over the run: at the first rollout boundary past
+        each multiple of eval_interval before the end (at most once a rollout), and at the end;
+        each time eval_episodes greedy and as many sampled (``engine.train``)."""
+        rollouts = -(-self.total_timesteps // self.rollout_frames)
+        periodic = min(rollouts - 1, (self.total_timesteps - 1) // self.eval_interval) if self.eval_interval > 0 else 0
+        return 2 * self.eval_episodes * (max(periodic, 0) + 1)
+
     def problems(self) -> dict[str, str]:
         """Why this config cannot run, by field name ({} when it can). The one check of what a
         valid run is: the engine, the launch form, ``manage.py launch`` and ``import_study``
@@ -152,6 +162,13 @@ class RunConfig:
             errors["total_timesteps"] = f"must be at least one rollout (n_envs x n_steps = {rollout} frames)"
         if self.batch_size > rollout:
             errors["batch_size"] = f"must not exceed one rollout (n_envs x n_steps = {rollout} frames)"
+        if rollout > 0 and "total_timesteps" not in errors and self.evaluation_episodes > self.total_timesteps:
+            # An episode is at least a frame: past this, evaluating costs more than training.
+            errors["eval_interval" if self.eval_interval > 0 else "eval_episodes"] = (
+                f"evaluation would play up to {self.evaluation_episodes:,} episodes (eval_episodes greedy and as many "
+                f"sampled, {self.evaluation_episodes // (2 * self.eval_episodes):,} times), more than the "
+                f"{self.total_timesteps:,} frames of training: evaluate less often or on fewer episodes"
+            )
         if self.mode.uses_llm and not self.teacher_model:
             errors["teacher_model"] = f"the {self.mode.value} mode needs a teacher model"
         if self.mode == Mode.ORACLE and "env_id" not in errors and not bot_can_play(self.env_id):

@@ -216,7 +216,8 @@
     $("fps").textContent = run.fps ? run.fps.toFixed(0) + " fps" : "";
     $("eta").textContent = run.status === "running" && run.eta_s !== null ? "ETA " + formatDuration(run.eta_s) : "";
     $("stop-button").disabled = run.final || run.stop_requested || $("stop-button").dataset.locked === "1";
-    $("resume-form").hidden = !(run.status === "interrupted" || run.status === "failed");
+    const resume = $("resume-form");  // only the owner and team admins have one
+    if (resume) resume.hidden = !(run.status === "interrupted" || run.status === "failed");
     $("teacher-fault").hidden = !run.teacher_fault;
     $("teacher-fault-text").textContent = run.teacher_fault || "";
     const error = $("error");

@@ -86,6 +86,14 @@ def test_other_levels_share_the_code_path(tmp_path, env_id):
     assert sink.events[0].data["actions"][:3] == ["left", "right", "forward"]
 
 
+def test_evaluation_plays_the_episodes_the_config_budgets(tmp_path):
+    # 512-frame rollouts, an evaluation due every 700 frames: after rollouts 2 and 3, and at the end.
+    config = RunConfig(**{**SMALL, "mode": Mode.PPO, "eval_interval": 700})
+    _, sink = run(tmp_path, mode=Mode.PPO, eval_interval=700)
+    assert [e.timestep for e in sink.of_kind(EventKind.EVALUATION)] == [1024, 1536, 2048]
+    assert config.evaluation_episodes == 3 * 2 * SMALL["eval_episodes"]
+
+
 def test_same_seed_same_ppo_curve(tmp_path):
     curves = []
     for name in ("a", "b"):

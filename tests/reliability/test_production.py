@@ -1,9 +1,9 @@
 """Production settings (issue 4, item 8), each read by a fresh Python process from a production
 environment, as a deployment would: DEBUG off unless explicitly on, HTTPS only by default
 (secure cookies, HSTS, redirect to https:// but for /healthz, the scheme from a proxy's header
-when one is configured), the secret from the environment and no start without one of its own,
-and ``manage.py check --deploy`` clean with the variables the README documents. ``make run``
-(DEBUG on, plain HTTP on 127.0.0.1) keeps working."""
+when one is configured), the secret from the environment and no start without one of its own
+or without a REDIS_URL, and ``manage.py check --deploy`` clean with the variables the README
+documents. ``make run`` (DEBUG on, plain HTTP on 127.0.0.1) keeps working."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ SETTINGS_VARIABLES = {
     "SECURE_COOKIES", "SECURE_SSL_REDIRECT", "SECURE_PROXY_SSL_HEADER", "SECURE_HSTS_SECONDS",
     "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD",
 }
-DOCUMENTED = {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "bidir.example.org"}
-"""The production variables the README documents (with DATABASE_URL and REDIS_URL, which
-check --deploy does not look at)."""
+DOCUMENTED = {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "bidir.example.org",
+              "REDIS_URL": "redis://redis.invalid:6379/0"}
+"""The production variables the README documents (with DATABASE_URL, which check --deploy
+does not look at; these tests reach no Redis)."""
 HTTPS_SETTINGS = ("DEBUG", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
                   "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "SECURE_PROXY_SSL_HEADER")
 SHOW_SETTINGS = f"""
@@ -65,6 +66,18 @@ def test_production_refuses_to_start_without_a_secret_of_its_own(tmp_path, env) 
     assert result.returncode != 0
     assert "django.core.exceptions.ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off" in result.stderr
     assert "secrets.token_urlsafe" in result.stderr, "the message says how to make one"
+
+
+@pytest.mark.parametrize("redis_url", [pytest.param(None, id="missing"), pytest.param("", id="empty")])
+def test_production_refuses_to_start_without_redis(tmp_path, redis_url) -> None:
+    env = {name: value for name, value in DOCUMENTED.items() if name != "REDIS_URL"}
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    result = python(["manage.py", "check"], tmp_path, **env)
+    assert result.returncode != 0
+    assert "django.core.exceptions.ImproperlyConfigured: REDIS_URL must be set when DEBUG is off" in result.stderr
+    if redis_url is None:
+        assert python(["manage.py", "check"], tmp_path, **env, DEBUG="1").returncode == 0, "development needs none"
 
 
 @pytest.mark.parametrize("env, expected", [

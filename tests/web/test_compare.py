@@ -6,9 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from experiments_app import analysis, compare, services
+from experiments_app.models import Run
 from tests.web.helpers import event, metrics_data, record_finished_run, small_hyperparameters
 from workers.events import EventKind
 
@@ -141,6 +144,14 @@ def test_too_many_runs_is_a_clear_400(client, alice, two_experiments, monkeypatc
     client.force_login(alice)
     response = client.get(reverse("experiments:compare"), {"experiments": two_experiments[0].pk, "runs": two_experiments[1].runs.get().pk, "format": "json"})
     assert response.status_code == 400 and "at most 2 runs" in str(response.json()["fields"])
+
+
+def test_too_many_runs_are_counted_not_loaded(alice, experiment):
+    Run.objects.bulk_create(Run(experiment=experiment, seed=seed) for seed in range(2, compare.MAX_COMPARE_RUNS + 1))
+    chosen = rf"\({compare.MAX_COMPARE_RUNS + 1} chosen\)"
+    with CaptureQueriesContext(connection) as queries, pytest.raises(compare.TooManyRuns, match=chosen):
+        build(alice, experiments=[experiment.pk])
+    assert [q["sql"].lstrip()[:15] for q in queries] == ["SELECT COUNT(*)"], "one count, no run loaded"
 
 
 def test_compare_needs_a_login(client, db):

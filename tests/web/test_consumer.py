@@ -11,7 +11,7 @@ from django.contrib.auth.models import AnonymousUser
 from experiments_app import services
 from experiments_app.routing import websocket_urlpatterns
 from experiments_app.sink import DatabaseSink
-from tests.web.helpers import event, frame_data, hint_data, metrics_data, progress_data
+from tests.web.helpers import event, frame_data, hint_data, make_user, metrics_data, progress_data
 from workers.events import EventKind
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_channel_layer")]
@@ -104,6 +104,25 @@ def test_reconnecting_client_gets_only_what_it_missed(run, alice):
         await comm.send_json_to({"type": "backfill", "last_seq": "junk"})
         assert len((await comm.receive_json_from())["events"]) == 5, "a bad last_seq means from the start"
         await comm.disconnect()
+
+    async_to_sync(body)()
+
+
+def test_a_user_removed_from_the_team_is_dropped_at_the_next_backfill(run, alice, team_a):
+    services.run_record_events(run_id=run.pk, events=stored_events(2))
+    mate = make_user("mate", team_a)
+
+    async def body():
+        comm = communicator(run.pk, mate)
+        await comm.connect()
+        await comm.send_json_to({"type": "backfill", "last_seq": 0})
+        assert [e["seq"] for e in (await comm.receive_json_from())["events"]] == [1, 2]
+        assert (await comm.receive_json_from())["backfill"]
+        await database_sync_to_async(services.team_member_remove)(by=alice, team=team_a, user=mate)
+        await comm.send_json_to({"type": "backfill", "last_seq": 2})
+        assert await comm.receive_output() == {"type": "websocket.close", "code": 4403}
+        await database_sync_to_async(services.run_record_events)(run_id=run.pk, events=stored_events(1, start=3))
+        assert await comm.receive_nothing(timeout=0.2), "out of the run's group: no live update either"
 
     async_to_sync(body)()
 

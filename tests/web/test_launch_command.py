@@ -36,10 +36,18 @@ def test_launch_prints_the_run_ids_and_queues_them(alice, queued, django_capture
     (["--mode", "bidirectional", "--teacher-model", "no-such-model"], "teacher_model: Select a valid choice"),
     (["--mode", "sideways"], "mode: Select a valid choice"),
     (["--set", "n_envs=64", "--set", "n_steps=8192"], "total_timesteps: must be at least one rollout"),
+    (["--set", "eval_interval=1", "--set", "eval_episodes=1000"], "eval_interval: evaluation would play up to 196,000 episodes"),
 ])
 def test_invalid_launches_fail_with_the_forms_message(alice, queued, extra, message):
     with pytest.raises(CommandError, match=message):
         launch(*BASE, *extra)
+    assert not Run.objects.exists() and queued == []
+
+
+def test_a_launch_over_the_run_cap_fails_saying_so(alice, queued, settings):
+    settings.MAX_ACTIVE_RUNS_PER_USER = 2
+    with pytest.raises(CommandError, match=r"alice has 0 run\(s\) queued or running, and one user may have at most 2"):
+        launch(*BASE, "--seeds", "0-2")
     assert not Run.objects.exists() and queued == []
 
 

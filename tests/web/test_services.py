@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from experiments_app import services
-from experiments_app.models import Membership, Run, Team
+from experiments_app.models import Experiment, Membership, Run, Team
 from tests.web.helpers import PASSWORD, small_hyperparameters
 
 
@@ -44,6 +44,28 @@ def test_experiment_create_validates_hyperparameters_and_teacher(alice, team_a, 
         create(alice, team_a, mode="bidirectional", teacher_model="")
     with pytest.raises(ValidationError):
         create(alice, team_a, seeds=[1, 1])
+
+
+def test_queued_and_running_runs_are_capped_per_user_at_launch_and_resume(alice, team_a, bob, team_b, queued, settings):
+    settings.MAX_ACTIVE_RUNS_PER_USER = 4
+    first = create(alice, team_a)
+    running, interrupted, _ = first.runs.order_by("seed")
+    Run.objects.filter(pk=running.pk).update(status=Run.Status.RUNNING)
+    with pytest.raises(ValidationError, match=r"alice has 3 run\(s\) queued or running, and one user may have at most 4 "
+                                              r"\(BIDIR_MAX_ACTIVE_RUNS_PER_USER\): 2 more cannot be queued") as refused:
+        create(alice, team_a, name="two more", seeds=[0, 1])
+    assert refused.value.code == "run_cap" and not Experiment.objects.filter(name="two more").exists()
+    Run.objects.filter(pk=interrupted.pk).update(status=Run.Status.INTERRUPTED)
+    create(alice, team_a, name="two more", seeds=[0, 1])
+    create(bob, team_b, seeds=[0, 1, 2])  # the cap is each user's
+    create(alice, team_a, name="imported", seeds=[0, 1], enqueue=False).delete()  # runs trained elsewhere: no cap
+
+    with pytest.raises(ValidationError, match="at most 4"):
+        services.run_resume(user=alice, run=interrupted)
+    Run.objects.filter(pk=running.pk).update(status=Run.Status.SUCCEEDED)
+    assert services.run_resume(user=alice, run=interrupted).status == Run.Status.QUEUED, "a finished run frees its place"
+    settings.MAX_ACTIVE_RUNS_PER_USER = 0
+    create(alice, team_a, name="uncapped", seeds=list(range(16)))
 
 
 def test_teacher_model_is_dropped_for_modes_without_llm(alice, team_a, queued):
@@ -86,14 +108,25 @@ def test_mark_interrupted_only_touches_stale_running_runs(experiment):
     assert stale.status == Run.Status.INTERRUPTED and fresh.status == Run.Status.RUNNING
 
 
-def test_resume_requeues_interrupted_runs_only(run, queued, django_capture_on_commit_callbacks):
+def test_resume_requeues_interrupted_runs_only(alice, run, queued, django_capture_on_commit_callbacks):
     with pytest.raises(ValidationError):
-        services.run_resume(run=run)
+        services.run_resume(user=alice, run=run)
     Run.objects.filter(pk=run.pk).update(status=Run.Status.INTERRUPTED, error="lost")
     with django_capture_on_commit_callbacks(execute=True):
-        resumed = services.run_resume(run=run)
+        resumed = services.run_resume(user=alice, run=run)
     assert resumed.status == Run.Status.QUEUED and resumed.error == ""
     assert queued[-1] == (run.pk, resumed.task_id)
+
+
+def test_a_run_whose_worker_died_while_it_was_stopping_trains_again_after_resume(alice, run):
+    services.run_claim(run_id=run.pk, worker_host="w1", task_id="t1")
+    services.run_request_stop(run=run)  # running: it would stop at its next rollout boundary
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))  # ...but its worker died
+    assert services.run_mark_interrupted() == [run.pk]
+    resumed = services.run_resume(user=alice, run=run)
+    assert resumed.status == Run.Status.QUEUED and not resumed.stop_requested
+    claimed = services.run_claim(run_id=run.pk, worker_host="w2", task_id="t2")
+    assert claimed is not None and claimed.status == Run.Status.RUNNING and claimed.worker_host == "w2"
 
 
 def test_user_create_with_team_makes_a_team_admin_who_can_log_in(db, client):

@@ -278,7 +278,7 @@ def test_a_frozen_worker_whose_run_was_resumed_elsewhere_writes_nothing_more(run
     old_sink.emit(event(1, EventKind.PROGRESS, 128, **progress_data(128)))
     old_sink.flush()
     _interrupt(run)
-    services.run_resume(run=run)
+    services.run_resume(user=run.experiment.owner, run=run)
     new = services.run_claim(run_id=run.pk, worker_host="w2", task_id="t2")
     DatabaseSink(run.pk, attempt=new.attempt, heartbeat_s=None, max_batch=1).emit(
         event(2, EventKind.PROGRESS, 128, **progress_data(128)))
@@ -298,7 +298,7 @@ def test_a_frozen_worker_whose_run_was_resumed_elsewhere_writes_nothing_more(run
 def test_a_worker_whose_run_was_queued_again_loses_it_at_its_next_heartbeat(run):
     claimed = services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
     _interrupt(run)
-    services.run_resume(run=run)
+    services.run_resume(user=run.experiment.owner, run=run)
     sink = DatabaseSink(run.pk, attempt=claimed.attempt, heartbeat_s=0.05)
     deadline = time.monotonic() + 5
     while not sink.claim_lost.is_set() and time.monotonic() < deadline:

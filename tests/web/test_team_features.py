@@ -1,4 +1,4 @@
-"""Notes and tags by any team member; stop and delete by the owner or a team admin only."""
+"""Notes and tags by any team member; stop, resume and delete by the owner or a team admin only."""
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -47,6 +47,24 @@ def test_a_plain_member_may_not_stop_or_delete(client, experiment, run, mate):
     assert not run.stop_requested and Experiment.objects.filter(pk=experiment.pk).exists()
     page = client.get(reverse("experiments:run", kwargs={"run_id": run.pk})).content.decode()
     assert 'data-locked="1"' in page and "run_delete" not in page
+
+
+def test_only_the_owner_or_a_team_admin_may_resume_and_sees_the_button(client, run, mate, team_admin, alice):
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.INTERRUPTED, error="the worker running it stopped")
+    resume = reverse("experiments:run_resume", kwargs={"run_id": run.pk})
+    page = reverse("experiments:run", kwargs={"run_id": run.pk})
+    client.force_login(mate)
+    assert client.post(resume).status_code == 403
+    assert Run.objects.get(pk=run.pk).status == Run.Status.INTERRUPTED
+    assert resume not in client.get(page).content.decode()
+    with pytest.raises(PermissionDenied):
+        services.run_resume(user=mate, run=run)
+    for manager in (alice, team_admin):
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.INTERRUPTED)
+        client.force_login(manager)
+        assert resume in client.get(page).content.decode()
+        assert client.post(resume).status_code == 302
+        assert Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
 
 
 def test_a_team_admin_stops_and_deletes_someone_elses_experiment(client, experiment, team_admin, tmp_path, settings,

@@ -33,6 +33,16 @@ def test_the_rules_themselves():
         RunConfig(total_timesteps=1).validate()
 
 
+def test_evaluation_may_not_play_more_episodes_than_training_plays_frames():
+    # 1,000 episodes greedy and 1,000 sampled after each of 97 rollouts and at the end, for 100,000 frames.
+    problems = RunConfig(eval_interval=1, eval_episodes=1000).problems()
+    assert list(problems) == ["eval_interval"]
+    assert problems["eval_interval"].startswith("evaluation would play up to 196,000 episodes")
+    assert "98 times), more than the 100,000 frames of training" in problems["eval_interval"]
+    assert list(RunConfig(total_timesteps=1024, eval_interval=0, eval_episodes=513).problems()) == ["eval_episodes"]
+    assert RunConfig(total_timesteps=1024, eval_interval=0, eval_episodes=512).problems() == {}
+
+
 def test_the_engine_asks_it(one_rule_says_no, tmp_path):
     with pytest.raises(ValueError, match=SENTINEL):
         train(RunConfig(mode=Mode.PPO), ListSink(), out_dir=tmp_path)

@@ -3,6 +3,7 @@ import json
 import pytest
 from django.urls import reverse
 
+from experiments_app import health
 from experiments_app.forms import HP_PREFIX
 from experiments_app.hyperparameters import hyperparameter_defaults
 from experiments_app.models import Experiment, Run
@@ -55,12 +56,16 @@ def test_run_page_carries_state_and_static_plotly(alice_client, run):
     assert state["id"] == run.pk and state["status"] == "queued"
 
 
-def test_launch_creates_runs_and_redirects_to_the_first(alice_client, team_a, queued, django_capture_on_commit_callbacks):
-    data = {"name": "launched", "team": team_a.pk, "env_id": "BabyAI-GoToRedBallNoDists-v0", "mode": "ppo",
+def launch_data(team) -> dict:
+    """A valid launch form's POST: experiment "launched", seeds 4 and 5."""
+    return {"name": "launched", "team": team.pk, "env_id": "BabyAI-GoToRedBallNoDists-v0", "mode": "ppo",
             "teacher_model": "", "seeds": "4, 5", "tags": "", "description": "", "notes": "",
             **{HP_PREFIX + k: v for k, v in hyperparameter_defaults().items()}}
+
+
+def test_launch_creates_runs_and_redirects_to_the_first(alice_client, team_a, queued, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = alice_client.post(reverse("experiments:launch"), data)
+        response = alice_client.post(reverse("experiments:launch"), launch_data(team_a))
     experiment = Experiment.objects.get(name="launched")
     first = experiment.runs.get(seed=4)
     assert response.status_code == 302 and response.url == reverse("experiments:run", kwargs={"run_id": first.pk})
@@ -74,6 +79,15 @@ def test_launch_form_errors_are_shown(alice_client, team_a, queued):
     page = response.content.decode()
     assert response.status_code == 400 and not Experiment.objects.exists() and queued == []
     assert "less than or equal to 1.0" in page and "is not a seed" in page
+
+
+def test_a_launch_over_the_run_cap_is_refused_with_a_message(alice_client, experiment, team_a, settings):
+    settings.MAX_ACTIVE_RUNS_PER_USER = 3  # alice's experiment has 2 queued runs
+    response = alice_client.post(reverse("experiments:launch"), launch_data(team_a))
+    page = response.content.decode()
+    assert response.status_code == 400 and not Experiment.objects.filter(name="launched").exists()
+    assert "alice has 2 run(s) queued or running, and one user may have at most 3" in page
+    assert "Please correct the fields marked below" not in page, "no field is wrong"
 
 
 def test_clone_prefills_the_form(alice_client, experiment):
@@ -100,3 +114,22 @@ def test_healthz_reports_each_check(client, db):
     assert body["database"]["ok"] and body["broker"]["ok"] and body["channel_layer"]["ok"]
     assert body["workers"]["ok"] is False, "no worker runs during tests"
     assert response.status_code == 503 and body["ok"] is False
+
+
+def test_anonymous_healthz_is_answered_from_a_recent_report_logged_in_users_from_a_fresh_one(
+    client, alice, monkeypatch, settings
+):
+    checks: list[str] = []
+    monkeypatch.setattr(health, "CHECKS", {"database": lambda: checks.append("database") or "sqlite"})
+    settings.HEALTH_CACHE_S = 0.0
+    assert client.get("/healthz").json() == {"database": {"ok": True}, "ok": True} and len(checks) == 1
+    settings.HEALTH_CACHE_S = 60.0
+    for _ in range(20):
+        assert client.get("/healthz").json() == {"database": {"ok": True}, "ok": True}
+    assert len(checks) == 1, "no check while the last report is recent"
+    client.force_login(alice)
+    assert client.get("/healthz").json()["database"]["detail"] == "sqlite" and len(checks) == 2
+    client.logout()
+    settings.HEALTH_CACHE_S = 0.0
+    client.get("/healthz")
+    assert len(checks) == 3, "a report older than HEALTH_CACHE_S is made again"
