@@ -54,8 +54,9 @@ def frame_data() -> dict:
     width = height = 3
     grid = [2, 5, 0] * (width * height)
     grid[4 * 3 : 4 * 3 + 3] = [6, 0, 0]
-    return {"width": width, "height": height, "grid": grid, "agent": [1, 1, 0], "mission": "go to the red ball",
-            "episode_step": 3, "action": "forward", "reward": 0.0}
+    return {"width": width, "height": height, "grid": grid, "agent": [1, 1, 0], "view": [1, -2, 8, 5],
+            "mission": "go to the red ball", "episode_step": 3, "action": "forward", "reward": 0.0,
+            "episode_return": 0.0, "last_episode_return": 0.93}
 
 
 def progress_data(timesteps: int, total: int = 2048) -> dict:
