@@ -212,12 +212,17 @@ class _Run:
             self.guidance = Guidance()
             self.emit(EventKind.TEACHER_FAULT, error=str(fault), fallback="student-only")
 
-    def measure_teacher(self, *, wait: bool) -> tuple[float | None, float | None]:
-        """The teacher's accuracy on the probes with the student's feedback, overall and where
-        the student has no verdict (see ``LLMGuidance.accuracy``); Nones without a teacher."""
+    def teacher_metrics(self) -> dict[str, Any]:
+        """A METRICS event's teacher-accuracy fields, with the student's feedback and without
+        waiting for the LLM (``LLMGuidance.accuracy``): on the probe states answered so far, how
+        many those are of how many, and on the answered ones the student has no verdict for.
+        Nones without an LLM teacher."""
         if not isinstance(self.guidance, LLMGuidance):
-            return None, None
-        return self.guidance.accuracy(self.probes, wait=wait)
+            return dict(teacher_accuracy=None, teacher_accuracy_answered=None, probe_states=None,
+                        teacher_accuracy_unjudged=None)
+        overall, unjudged = self.guidance.accuracy(self.probes, wait=False)
+        return dict(teacher_accuracy=overall.share, teacher_accuracy_answered=overall.answered,
+                    probe_states=overall.probes, teacher_accuracy_unjudged=unjudged.share)
 
     # --- reporting -----------------------------------------------------------------------
 
@@ -249,15 +254,13 @@ class _Run:
                     self.frames_to[threshold] = self.timesteps
         teacher = self.guidance.teacher
         stats = teacher.stats if teacher else None
-        accuracy, accuracy_unjudged = self.measure_teacher(wait=False)
         self.emit(
             EventKind.METRICS,
             mean_return=mean_return,
             success_rate=float(np.mean(np.array(returns) > 0)) if returns else None,
             mean_length=float(safe_mean([e["l"] for e in episodes])) if returns else None,
             episodes=len(returns),
-            teacher_accuracy=accuracy,
-            teacher_accuracy_unjudged=accuracy_unjudged,
+            **self.teacher_metrics(),
             cache_hit_rate=stats.hit_rate if stats else None,
             llm_calls=stats.calls if stats else 0,
             llm_latency_ms=stats.mean_latency_ms if stats else None,
@@ -407,8 +410,9 @@ def train(
             # (most answers are in the cache by now); not after a stop, which someone awaits.
             run.guidance.teacher.drop_queued()  # type: ignore[union-attr]
             try:
-                run.accuracy["start"], _ = run.guidance.accuracy(run.probes, wait=True, with_feedback=False)
-                run.accuracy["end"], run.accuracy["end_unjudged"] = run.guidance.accuracy(run.probes, wait=True)
+                start, _ = run.guidance.accuracy(run.probes, wait=True, with_feedback=False)
+                end, end_unjudged = run.guidance.accuracy(run.probes, wait=True)
+                run.accuracy.update(start=start.share, end=end.share, end_unjudged=end_unjudged.share)
             except TeacherError:
                 run.drop_faulty_teacher()
         summary = run.summary(status, fps, stats)

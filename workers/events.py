@@ -35,9 +35,13 @@ class EventKind(str, Enum):
     METRICS = "metrics"
     """One per rollout: mean_return, success_rate, mean_length, episodes (all over the last
     100 finished episodes); policy_loss, value_loss, entropy, approx_kl, clip_fraction,
-    guidance_loss, guidance_coef; teacher_accuracy (against the BabyAI bot on the probe
-    states, null when there is no teacher); cache_hit_rate, llm_calls, llm_latency_ms
-    (mean), feedback_situations (situations that currently carry student feedback)."""
+    guidance_loss, guidance_coef; teacher_accuracy (agreement with the BabyAI bot on the
+    probe states the LLM teacher has answered so far, each by its latest answer, with the
+    student's feedback; null without a teacher or before its first answer),
+    teacher_accuracy_answered (how many probe states that is), probe_states (of how many),
+    teacher_accuracy_unjudged (the same on the answered ones the student has no verdict for);
+    cache_hit_rate, llm_calls, llm_latency_ms (mean), feedback_situations (situations that
+    currently carry student feedback)."""
     HINT = "hint"
     """situation (the teacher's text), situation_key, distribution ({action: probability}),
     teacher_action (null when the hint does not count), action_taken, feedback (the sentence

@@ -1,5 +1,6 @@
-"""What the engine reports while a run is live: the one frame throttle and environment 0's
-frames (its grid, the agent's field of view, the episode's return so far)."""
+"""What the engine reports while a run is live: the one frame throttle, environment 0's frames
+(its grid, the agent's field of view, the episode's return so far) and the teacher's accuracy
+from the first rollout on."""
 
 from types import SimpleNamespace
 
@@ -98,3 +99,14 @@ def test_frames_show_the_agents_field_of_view_and_the_episodes_return(tmp_path):
     steps = [f["episode_step"] for f in frames]
     assert all(b in (a + 1, 0) for a, b in zip(steps, steps[1:]))
 
+
+def test_teacher_accuracy_is_reported_from_the_first_rollout_with_how_many_probes_it_covers(tmp_path):
+    # The teacher acting alone: nothing warms its answers up before the first rollout, so
+    # the first rollouts are measured on the probe states it has answered by then.
+    summary, sink = run(tmp_path, mode=Mode.TEACHER)
+    metrics = [m.data for m in sink.of_kind(EventKind.METRICS)]
+    assert all(m["probe_states"] == 40 for m in metrics)
+    answered = [m["teacher_accuracy_answered"] for m in metrics]
+    assert 0 < answered[0] and answered == sorted(answered) and answered[-1] <= 40
+    assert all(0 <= m["teacher_accuracy"] <= 1 for m in metrics), "a curve from the first rollout, not a dot"
+    assert 0 <= summary["teacher_accuracy_end"] <= 1, "the summary's figure: on every probe state"

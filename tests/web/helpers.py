@@ -36,7 +36,8 @@ def metrics_data(mean_return: float = 0.5, **overrides) -> dict:
     return {
         "mean_return": mean_return, "success_rate": 0.6, "mean_length": 30.0, "episodes": 10,
         "policy_loss": 0.1, "value_loss": 0.2, "entropy": 1.0, "approx_kl": 0.01, "clip_fraction": 0.1,
-        "guidance_loss": 0.3, "guidance_coef": 0.8, "teacher_accuracy": 0.4, "cache_hit_rate": 0.9,
+        "guidance_loss": 0.3, "guidance_coef": 0.8, "teacher_accuracy": 0.4, "teacher_accuracy_answered": 40,
+        "probe_states": 50, "teacher_accuracy_unjudged": 0.3, "cache_hit_rate": 0.9,
         "llm_calls": 12, "llm_latency_ms": 30.0, "feedback_situations": 2, **overrides,
     }
 
