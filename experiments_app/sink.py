@@ -39,8 +39,9 @@ class DatabaseSink:
     for any error); the background writer puts the batch back and tries again after
     ``RETRY_S``.
 
-    Frames are never stored: at most one per ``frame_interval_s`` goes straight to the channel
-    layer, the rest are dropped.
+    Frames are never stored: each goes straight to the channel layer. The engine already sends
+    them at the run's ``frame_interval_s`` (``workers.engine.LiveView``, the one frame
+    throttle); a second one here would drop frames on top of it.
 
     With ``heartbeat_s`` set, a background thread refreshes the run's ``heartbeat_at`` at that
     interval until ``close``, also while the engine is silent (loading a model, evaluating).
@@ -59,7 +60,6 @@ class DatabaseSink:
         attempt: int | None = None,
         flush_interval_s: float = 0.02,
         max_batch: int = 200,
-        frame_interval_s: float = 0.1,
         stop_poll_s: float = 1.0,
         heartbeat_s: float | None = 5.0,
     ) -> None:
@@ -68,7 +68,6 @@ class DatabaseSink:
         self.claim_lost = threading.Event()
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
-        self.frame_interval_s = frame_interval_s
         self.stop_poll_s = stop_poll_s
         self._owner = threading.get_ident()
         self._pending = threading.Condition()  # guards _buffer, _oldest, _due_now, _closing
@@ -77,7 +76,6 @@ class DatabaseSink:
         self._due_now = False  # an urgent event from another thread waits for the writer
         self._closing = False
         self._write = threading.Lock()  # one write at a time, each taking all that is pending
-        self._last_frame = float("-inf")
         self._last_stop_poll = float("-inf")
         self._stop = False
         self._closed = threading.Event()
@@ -93,12 +91,10 @@ class DatabaseSink:
     def emit(self, event: Event) -> None:
         if self.claim_lost.is_set():
             raise services.RunClaimLost(f"run {self.run_id} is no longer attempt {self.attempt}'s")
-        now = time.monotonic()
         if event.kind == EventKind.FRAME:
-            if now - self._last_frame >= self.frame_interval_s:
-                self._last_frame = now
-                services.run_frame_publish(run_id=self.run_id, event=event)
+            services.run_frame_publish(run_id=self.run_id, event=event)
             return
+        now = time.monotonic()
         at_once = event.kind in URGENT
         with self._pending:
             if not self._buffer:

@@ -28,8 +28,9 @@ class RunData:
     the first finished episode have no return and are left out."""
     accuracy: tuple[np.ndarray, np.ndarray]
     """(frames, teacher accuracy on the probe states): the zero-shot measurement at frame 0,
-    the per-rollout ones (missing while the LLM had training questions queued, which come
-    first), and the final one at the last frame; empty without a teacher."""
+    the per-rollout ones that cover every probe state (the teacher acting alone answers them
+    during its first rollouts, measured on the part answered by then), and the final one at
+    the last frame; empty without a teacher."""
     hints: list[dict[str, Any]]
     """The HINT events' data, in order, each with its ``timestep``."""
     teacher_fault: str | None
@@ -65,7 +66,9 @@ def _accuracy_curve(events: list[Event], summary: dict[str, Any]) -> tuple[np.nd
     start, end = summary.get("teacher_accuracy_start"), summary.get("teacher_accuracy_end")
     if start is None or end is None:
         return np.empty(0), np.empty(0)
-    x, y = _curve(events, "teacher_accuracy")
+    # Events from before the answered count was reported were measured on every probe state.
+    on_every_probe = [e for e in events if e.data.get("teacher_accuracy_answered") == e.data.get("probe_states")]
+    x, y = _curve(on_every_probe, "teacher_accuracy")
     # The final measurement comes after the last rollout's, at the same frame count.
     during = x < summary["timesteps"]
     return np.r_[0.0, x[during], float(summary["timesteps"])], np.r_[start, y[during], end]

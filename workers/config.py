@@ -109,7 +109,8 @@ class RunConfig:
     checkpoint_interval: int = 10
     """Rollouts between checkpoints (0: only at stop and at the end)."""
     frame_interval_s: float = 0.08
-    """Minimum seconds between live frames of environment 0 (0: no frames)."""
+    """Seconds per live frame of environment 0, on average: frames come in bursts of
+    consecutive steps, which the run page plays at this pace (0: no frames)."""
     hint_interval_s: float = 0.5
     """Minimum seconds between hint events."""
     return_threshold: float = 0.9

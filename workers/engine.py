@@ -70,6 +70,80 @@ class Throttle:
         return True
 
 
+BURST_S = 2.0
+"""Live frames go out in bursts of this many seconds' worth of frames (see ``LiveView``)."""
+
+
+class LiveView:
+    """Environment 0 as the run page shows it: FRAME events of its grid, the agent's field of
+    view and the episode's return so far.
+
+    Frames go out on average one every ``frame_interval_s``, in bursts of consecutive steps: a
+    budget fills at that rate up to ``BURST_S`` seconds' worth of frames, a burst starts once it
+    is full and lasts until it is spent. A burst shows the agent moving step by step, and the
+    page plays frames one every ``frame_interval_s`` (static/experiments/run.js), so the view
+    keeps moving through the PPO update that follows each rollout, a second or two behind the
+    environment. Frames spaced evenly instead showed one step in a dozen or more, and stood
+    still through every update: 3.9 frames a second on a default PPO run (measured on a busy
+    2-core machine, where updates took two thirds of the time).
+
+    This is the one frame throttle: here, a frame that is not wanted is never encoded, and
+    every sink (the web app's, the JSONL file) gets the same frames."""
+
+    def __init__(self, run: "_Run"):
+        self.run = run
+        self.interval_s = run.config.frame_interval_s
+        self._capacity = max(1.0, BURST_S / self.interval_s) if self.interval_s else 0.0
+        self._budget = self._capacity
+        self._filled_at = time.monotonic()
+        self._sending = False
+        self.episode_step = 0
+        self.episode_return = 0.0
+        self.last_episode_return: float | None = None
+
+    def step(self, vec_env: VecEnv, action: int, reward: float, done: bool) -> None:
+        """Environment 0 took ``action`` and got ``reward``; ``done``: its episode ended, and
+        the environment shows the next one's start."""
+        if done:
+            self.last_episode_return = self.episode_return + reward
+            self.episode_step, self.episode_return = 0, 0.0
+        else:
+            self.episode_step += 1
+            self.episode_return += reward
+        if self._frame_due():
+            self.emit(vec_env, action, reward)
+
+    def _frame_due(self) -> bool:
+        if not self.interval_s:
+            return False
+        now = time.monotonic()
+        self._budget = min(self._capacity, self._budget + (now - self._filled_at) / self.interval_s)
+        self._filled_at = now
+        self._sending = self._budget >= (1.0 if self._sending else self._capacity)
+        if self._sending:
+            self._budget -= 1.0
+        return self._sending
+
+    def emit(self, vec_env: VecEnv, action: int, reward: float) -> None:
+        env = vec_env.unwrapped.envs[0].unwrapped  # type: ignore[attr-defined]
+        grid = env.grid.encode().transpose(1, 0, 2)  # (y, x, 3): row-major for the browser
+        self.run.emit(
+            EventKind.FRAME,
+            width=env.width,
+            height=env.height,
+            grid=grid.reshape(-1).tolist(),
+            agent=[int(env.agent_pos[0]), int(env.agent_pos[1]), int(env.agent_dir)],
+            view=[int(v) for v in env.get_view_exts()],
+            mission=env.mission,
+            interval_s=self.interval_s,
+            episode_step=self.episode_step,
+            action=self.run.actions[action],
+            reward=reward,
+            episode_return=round(self.episode_return, 4),
+            last_episode_return=None if self.last_episode_return is None else round(self.last_episode_return, 4),
+        )
+
+
 class GuidanceCallback(BaseCallback):
     """Runs inside SB3's rollout collection: records each sample's situation, advice and
     weight, and emits environment 0's live frames and hints at a bounded rate."""
@@ -80,9 +154,8 @@ class GuidanceCallback(BaseCallback):
         self.situations: list[Situation] = []
         self.experts: list[int | None] = []
         self.keys = np.empty((run.config.n_steps, run.config.n_envs), dtype=object)
-        self._frames = Throttle(run.config.frame_interval_s)
+        self._live = LiveView(run)
         self._hints = Throttle(run.config.hint_interval_s)
-        self._episode_step = 0
 
     def _on_rollout_start(self) -> None:
         self._observe()
@@ -101,15 +174,13 @@ class GuidanceCallback(BaseCallback):
         run, model = self.run, self.model
         pos = model.rollout_buffer.pos
         actions = self.locals["actions"]
-        self._episode_step = 0 if self.locals["dones"][0] else self._episode_step + 1
         if run.guidance.active:
             for i, (situation, expert) in enumerate(zip(self.situations, self.experts)):
                 self.keys[pos, i] = situation.key
                 model.guide_probs[pos, i], model.guide_weight[pos, i] = run.guidance.advise(situation, expert)
             if self._hints.ready():
                 run.emit_hint(self.situations[0], model.guide_probs[pos, 0], model.guide_weight[pos, 0], int(actions[0]))
-        if self._frames.ready():
-            run.emit_frame(self.training_env, int(actions[0]), float(self.locals["rewards"][0]), self._episode_step)
+        self._live.step(self.training_env, int(actions[0]), float(self.locals["rewards"][0]), bool(self.locals["dones"][0]))
         self._observe()
         return True
 
@@ -141,12 +212,17 @@ class _Run:
             self.guidance = Guidance()
             self.emit(EventKind.TEACHER_FAULT, error=str(fault), fallback="student-only")
 
-    def measure_teacher(self, *, wait: bool) -> tuple[float | None, float | None]:
-        """The teacher's accuracy on the probes with the student's feedback, overall and where
-        the student has no verdict (see ``LLMGuidance.accuracy``); Nones without a teacher."""
+    def teacher_metrics(self) -> dict[str, Any]:
+        """A METRICS event's teacher-accuracy fields, with the student's feedback and without
+        waiting for the LLM (``LLMGuidance.accuracy``): on the probe states answered so far, how
+        many those are of how many, and on the answered ones the student has no verdict for.
+        Nones without an LLM teacher."""
         if not isinstance(self.guidance, LLMGuidance):
-            return None, None
-        return self.guidance.accuracy(self.probes, wait=wait)
+            return dict(teacher_accuracy=None, teacher_accuracy_answered=None, probe_states=None,
+                        teacher_accuracy_unjudged=None)
+        overall, unjudged = self.guidance.accuracy(self.probes, wait=False)
+        return dict(teacher_accuracy=overall.share, teacher_accuracy_answered=overall.answered,
+                    probe_states=overall.probes, teacher_accuracy_unjudged=unjudged.share)
 
     # --- reporting -----------------------------------------------------------------------
 
@@ -166,21 +242,6 @@ class _Run:
             source=self.guidance.source if weight > 0 else "none",
         )
 
-    def emit_frame(self, vec_env: VecEnv, action: int | None, reward: float, episode_step: int) -> None:
-        env = vec_env.unwrapped.envs[0].unwrapped  # type: ignore[attr-defined]
-        grid = env.grid.encode().transpose(1, 0, 2)  # (y, x, 3): row-major for the browser
-        self.emit(
-            EventKind.FRAME,
-            width=env.width,
-            height=env.height,
-            grid=grid.reshape(-1).tolist(),
-            agent=[int(env.agent_pos[0]), int(env.agent_pos[1]), int(env.agent_dir)],
-            mission=env.mission,
-            episode_step=episode_step,
-            action=self.actions[action] if action is not None else None,
-            reward=reward,
-        )
-
     def wall_s(self) -> float:
         return self.wall_before + time.monotonic() - self.started
 
@@ -193,15 +254,13 @@ class _Run:
                     self.frames_to[threshold] = self.timesteps
         teacher = self.guidance.teacher
         stats = teacher.stats if teacher else None
-        accuracy, accuracy_unjudged = self.measure_teacher(wait=False)
         self.emit(
             EventKind.METRICS,
             mean_return=mean_return,
             success_rate=float(np.mean(np.array(returns) > 0)) if returns else None,
             mean_length=float(safe_mean([e["l"] for e in episodes])) if returns else None,
             episodes=len(returns),
-            teacher_accuracy=accuracy,
-            teacher_accuracy_unjudged=accuracy_unjudged,
+            **self.teacher_metrics(),
             cache_hit_rate=stats.hit_rate if stats else None,
             llm_calls=stats.calls if stats else 0,
             llm_latency_ms=stats.mean_latency_ms if stats else None,
@@ -351,8 +410,9 @@ def train(
             # (most answers are in the cache by now); not after a stop, which someone awaits.
             run.guidance.teacher.drop_queued()  # type: ignore[union-attr]
             try:
-                run.accuracy["start"], _ = run.guidance.accuracy(run.probes, wait=True, with_feedback=False)
-                run.accuracy["end"], run.accuracy["end_unjudged"] = run.guidance.accuracy(run.probes, wait=True)
+                start, _ = run.guidance.accuracy(run.probes, wait=True, with_feedback=False)
+                end, end_unjudged = run.guidance.accuracy(run.probes, wait=True)
+                run.accuracy.update(start=start.share, end=end.share, end_unjudged=end_unjudged.share)
             except TeacherError:
                 run.drop_faulty_teacher()
         summary = run.summary(status, fps, stats)
@@ -485,8 +545,7 @@ def _teacher_alone(run: _Run, should_stop: StopSignal) -> tuple[str, float]:
     vec_env.reset()
     episodes: deque = deque(maxlen=100)
     start, frames, status = time.monotonic(), 0, "succeeded"
-    frame_throttle, hint_throttle = Throttle(config.frame_interval_s), Throttle(config.hint_interval_s)
-    episode_step = 0
+    live, hint_throttle = LiveView(run), Throttle(config.hint_interval_s)
     while run.timesteps < config.total_timesteps:
         if should_stop():
             status = "stopped"
@@ -500,9 +559,7 @@ def _teacher_alone(run: _Run, should_stop: StopSignal) -> tuple[str, float]:
             _, rewards, dones, infos = vec_env.step(actions)
             episodes.extend(info["episode"] for info in infos if "episode" in info)
             run.timesteps += config.n_envs
-            episode_step = 0 if dones[0] else episode_step + 1
-            if frame_throttle.ready():
-                run.emit_frame(vec_env, int(actions[0]), float(rewards[0]), episode_step)
+            live.step(vec_env, int(actions[0]), float(rewards[0]), bool(dones[0]))
         frames += config.rollout_frames
         run.report(episodes, {}, frames / (time.monotonic() - start))
     fps = frames / max(time.monotonic() - start, 1e-9)

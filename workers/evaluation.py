@@ -49,14 +49,32 @@ def collect_probes(env_id: str, n: int, seed: int, explore: float = 0.5) -> list
     return probes
 
 
+@dataclass(frozen=True)
+class ProbeAccuracy:
+    """The teacher's agreement with the bot on a set of probe states."""
+
+    share: float | None
+    """Share of the answered probes where the teacher's most likely action is the bot's
+    action; None when no probe is answered."""
+    answered: int
+    """Probes the teacher had an answer for."""
+    probes: int
+    """All the probes."""
+
+
+def probe_accuracy(answer: Callable[[Situation], np.ndarray | None], probes: list[Probe]) -> ProbeAccuracy:
+    """The teacher's accuracy on the probes ``answer`` has an answer for (it returns None for
+    the others), and how many those are."""
+    scored = [(a, p) for a, p in ((answer(p.situation), p) for p in probes) if a is not None]
+    hits = sum(int(np.argmax(a) == p.expert_action) for a, p in scored)
+    return ProbeAccuracy(hits / len(scored) if scored else None, len(scored), len(probes))
+
+
 def teacher_accuracy(answer: Callable[[Situation], np.ndarray | None], probes: list[Probe]) -> float | None:
     """Share of probes where the teacher's most likely action is the bot's action; None when
     there are no probes or ``answer`` has no answer (None) for some probe yet."""
-    answers = [answer(p.situation) for p in probes]
-    if not answers or any(a is None for a in answers):
-        return None
-    hits = sum(int(np.argmax(a) == p.expert_action) for a, p in zip(answers, probes))
-    return hits / len(probes)
+    measured = probe_accuracy(answer, probes)
+    return measured.share if measured.answered == measured.probes else None
 
 
 def evaluate(act: Callable[[np.ndarray, TeachableEnv], int], env_id: str, episodes: int, seed: int) -> dict:

@@ -35,9 +35,13 @@ class EventKind(str, Enum):
     METRICS = "metrics"
     """One per rollout: mean_return, success_rate, mean_length, episodes (all over the last
     100 finished episodes); policy_loss, value_loss, entropy, approx_kl, clip_fraction,
-    guidance_loss, guidance_coef; teacher_accuracy (against the BabyAI bot on the probe
-    states, null when there is no teacher); cache_hit_rate, llm_calls, llm_latency_ms
-    (mean), feedback_situations (situations that currently carry student feedback)."""
+    guidance_loss, guidance_coef; teacher_accuracy (agreement with the BabyAI bot on the
+    probe states the LLM teacher has answered so far, each by its latest answer, with the
+    student's feedback; null without a teacher or before its first answer),
+    teacher_accuracy_answered (how many probe states that is), probe_states (of how many),
+    teacher_accuracy_unjudged (the same on the answered ones the student has no verdict for);
+    cache_hit_rate, llm_calls, llm_latency_ms (mean), feedback_situations (situations that
+    currently carry student feedback)."""
     HINT = "hint"
     """situation (the teacher's text), situation_key, distribution ({action: probability}),
     teacher_action (null when the hint does not count), action_taken, feedback (the sentence
@@ -48,9 +52,14 @@ class EventKind(str, Enum):
     sampled_mean_return, sampled_success_rate, sampled_mean_length: the same episodes with
     actions sampled from the policy."""
     FRAME = "frame"
-    """Live view of environment 0: width, height, grid (width*height*3 ints, row-major over
-    (y, x), each cell minigrid's (object, color, state) encoding), agent ([x, y, dir]),
-    mission, episode_step, action (last action name or null), reward."""
+    """Live view of environment 0, in bursts of consecutive steps, on average one frame every
+    interval_s (``workers.engine.LiveView``): width, height, grid (width*height*3 ints,
+    row-major over (y, x), each cell minigrid's (object, color, state) encoding), agent ([x, y,
+    dir]), view ([x0, y0, x1, y1]: the agent's field of view, x0 <= x < x1, y0 <= y < y1,
+    reaching past the grid's edges where the agent is near them), mission, interval_s (the
+    run's frame_interval_s: the page plays frames one every interval_s), episode_step, action
+    (the last action's name), reward (the last step's), episode_return (the shown episode's so
+    far), last_episode_return (the return of the episode that ended last, or null)."""
     CHECKPOINT = "checkpoint"
     """path, timesteps."""
     TEACHER_FAULT = "teacher_fault"

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from workers.config import Mode, RunConfig
-from workers.evaluation import Probe, teacher_accuracy
+from workers.evaluation import Probe, ProbeAccuracy, probe_accuracy
 from workers.feedback import FeedbackMemory
 from workers.situation import Situation
 from workers.teachers import LLMTeacher
@@ -186,18 +186,19 @@ class LLMGuidance(Guidance):
                 agree += int(np.argmax(answer) == verdict)
         self.reliability = (agree + RELIABILITY_PRIOR) / (total + 2 * RELIABILITY_PRIOR)
 
-    def accuracy(self, probes: list[Probe], *, wait: bool, with_feedback: bool = True) -> tuple[float | None, float | None]:
-        """The teacher's accuracy against the bot on ``probes``: on all of them, and on those
-        whose situation the student has no verdict for (None when there are none). Without
-        ``wait``, None until every probe's situation has been answered (the LLM answers them
-        when training leaves it idle)."""
+    def accuracy(self, probes: list[Probe], *, wait: bool, with_feedback: bool = True) -> tuple[ProbeAccuracy, ProbeAccuracy]:
+        """The teacher's accuracy against the bot on ``probes``, and on those whose situation
+        the student has no verdict for. With ``wait``, on every probe (the LLM answers what it
+        has not answered yet). Without, on the probes answered so far, each by the teacher's
+        latest answer for its situation (under earlier feedback until the current feedback's
+        answer arrives); the LLM answers the rest when training leaves it idle."""
         ask = self.teacher.ask if wait else self.teacher.latest  # type: ignore[union-attr]
 
         def answer(s: Situation) -> np.ndarray | None:
             return ask(s, self.feedback(s) if with_feedback else None)
 
         unjudged = [p for p in probes if self.memory is None or self.memory.verdict(p.situation.key) is None]
-        return teacher_accuracy(answer, probes), teacher_accuracy(answer, unjudged)
+        return probe_accuracy(answer, probes), probe_accuracy(answer, unjudged)
 
     def metrics(self) -> dict[str, Any]:
         if self.memory is None:

@@ -4,6 +4,7 @@
   "use strict";
 
   const runId = document.getElementById("run-script").dataset.runId;
+  const hasTeacher = document.getElementById("run-script").dataset.teacher === "1";
   let state = JSON.parse(document.getElementById("run-state").textContent);
   let lastSeq = 0; // highest stored event applied; frames are not stored and do not count
   let lastFrameSeq = 0;
@@ -34,8 +35,15 @@
       { name: "training", kind: "metrics", field: "success_rate" },
       { name: "evaluation (greedy)", kind: "evaluation", field: "success_rate" },
       { name: "evaluation (sampled)", kind: "evaluation", field: "sampled_success_rate" } ] },
-    { id: "chart-teacher", title: "Teacher accuracy (vs. BabyAI bot)", unit: [0, 1], traces: [
-      { name: "teacher accuracy", kind: "metrics", field: "teacher_accuracy" } ] },
+    // Measured each rollout on the probe states the teacher has answered so far (its latest
+    // answer on each, without waiting for the LLM): the hover says on how many.
+    { id: "chart-teacher", title: "Teacher accuracy (vs. BabyAI bot)", unit: [0, 1],
+      empty: hasTeacher ? "measuring: the first value comes with the first rollout" : "no LLM teacher in this mode", traces: [
+      { name: "on the probe states answered", kind: "metrics", field: "teacher_accuracy",
+        text: (d) => typeof d.teacher_accuracy_answered === "number"
+          ? "on " + d.teacher_accuracy_answered + " of " + d.probe_states + " probe states" : "" },
+      { name: "probe states answered (share)", kind: "metrics", dash: "dot",
+        value: (d) => (d.probe_states ? d.teacher_accuracy_answered / d.probe_states : undefined) } ] },
     { id: "chart-guidance", title: "Guidance coefficient", traces: [
       { name: "guidance coef", kind: "metrics", field: "guidance_coef" } ] },
     { id: "chart-fps", title: "Frames per second", traces: [
@@ -47,28 +55,51 @@
     const layout = {
       title: { text: chart.title, font: { size: 14 } },
       margin: { l: 45, r: 10, t: 35, b: 35 },
-      xaxis: { title: { text: "frames" } },
+      xaxis: { title: { text: "frames", standoff: 2 }, automargin: true },
       yaxis: chart.unit ? { range: [chart.unit[0] - 0.02, chart.unit[1] + 0.02] } : {},
-      legend: { orientation: "h", y: -0.25 },
+      legend: { orientation: "h", y: -0.3, yanchor: "top" }, // below the axis title, not over it
       height: 260,
+      annotations: chart.empty ? [emptyNote(chart.empty)] : [],
     };
-    const traces = chart.traces.map((t) => ({ x: [], y: [], name: t.name, mode: "lines+markers", marker: { size: 3 } }));
+    const traces = chart.traces.map((t) => ({
+      x: [], y: [], text: [], name: t.name, mode: t.dash ? "lines" : "lines+markers", marker: { size: 3 },
+      line: t.dash ? { dash: t.dash, width: 1 } : {},
+    }));
     plotly.newPlot(chart.id, traces, layout, { displayModeBar: false, responsive: true });
   }
 
+  // A chart without points says why (chart.empty), until its first point.
+  function emptyNote(text) {
+    return { text: text, showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#667085" } };
+  }
+
+  const teacherChart = CHARTS.find((c) => c.id === "chart-teacher");
+  const NO_PROBES = "not measured: the BabyAI bot does not play this level";
+
   function plotEvents(events) {
+    if (teacherChart.empty && teacherChart.empty !== NO_PROBES
+        && events.some((e) => e.kind === "metrics" && e.data.probe_states === 0)) {
+      teacherChart.empty = NO_PROBES;
+      plotly.relayout(teacherChart.id, { annotations: [emptyNote(NO_PROBES)] });
+    }
     for (const chart of CHARTS) {
       const xs = chart.traces.map(() => []);
       const ys = chart.traces.map(() => []);
+      const texts = chart.traces.map(() => []);
       for (const e of events) {
         chart.traces.forEach((t, i) => {
-          const value = e.kind === t.kind ? e.data[t.field] : undefined;
-          if (typeof value === "number") { xs[i].push(e.timestep); ys[i].push(value); }
+          if (e.kind !== t.kind) return;
+          const value = t.value ? t.value(e.data) : e.data[t.field];
+          if (typeof value === "number" && isFinite(value)) {
+            xs[i].push(e.timestep); ys[i].push(value); texts[i].push(t.text ? t.text(e.data) : "");
+          }
         });
       }
       const indices = chart.traces.map((_, i) => i).filter((i) => xs[i].length);
       if (indices.length) {
-        plotly.extendTraces(chart.id, { x: indices.map((i) => xs[i]), y: indices.map((i) => ys[i]) }, indices);
+        const pick = (arrays) => indices.map((i) => arrays[i]);
+        plotly.extendTraces(chart.id, { x: pick(xs), y: pick(ys), text: pick(texts) }, indices);
+        if (chart.empty) { plotly.relayout(chart.id, { annotations: [] }); chart.empty = null; }
       }
     }
   }
@@ -121,9 +152,35 @@
   const COLORS = ["#ff0000", "#00c000", "#0050ff", "#7027c3", "#e0c000", "#646464"];
   const OBJECT = { EMPTY: 1, WALL: 2, FLOOR: 3, DOOR: 4, KEY: 5, BALL: 6, BOX: 7, GOAL: 8, LAVA: 9 };
 
-  function drawFrame(event) {
+  // The engine sends frames in bursts of consecutive steps, on average one every interval_s
+  // (workers.engine.LiveView). They are played one every interval_s, so a burst that arrives at
+  // once plays step by step, through the PPO update that follows it. A queue longer than
+  // MAX_LAG_S (a tab that was hidden) is cut to its newest frames.
+  const MAX_LAG_S = 5;
+  const frameQueue = [];
+  let playTimer = null;
+
+  function receiveFrame(event) {
     if (event.seq <= lastFrameSeq) return;
     lastFrameSeq = event.seq;
+    frameQueue.push(event);
+    const keep = Math.ceil(MAX_LAG_S / frameInterval(event));
+    if (frameQueue.length > keep) frameQueue.splice(0, frameQueue.length - keep);
+    if (playTimer === null) playNextFrame();
+  }
+
+  function frameInterval(event) {
+    return Math.max(1 / 60, Number(event.data.interval_s) || 0.08);
+  }
+
+  function playNextFrame() {
+    const event = frameQueue.shift();
+    if (event === undefined) { playTimer = null; return; }
+    drawFrame(event);
+    playTimer = window.setTimeout(playNextFrame, 1000 * frameInterval(event));
+  }
+
+  function drawFrame(event) {
     const d = event.data;
     const canvas = $("rollout");
     const ctx = canvas.getContext("2d");
@@ -136,12 +193,30 @@
         drawCell(ctx, x * cell, y * cell, cell, d.grid[i], d.grid[i + 1], d.grid[i + 2]);
       }
     }
+    if (d.view) shadeView(ctx, d, cell);
     ctx.strokeStyle = "#333";
     for (let k = 0; k <= d.width; k++) { ctx.beginPath(); ctx.moveTo(k * cell, 0); ctx.lineTo(k * cell, d.height * cell); ctx.stroke(); }
     for (let k = 0; k <= d.height; k++) { ctx.beginPath(); ctx.moveTo(0, k * cell); ctx.lineTo(d.width * cell, k * cell); ctx.stroke(); }
     drawAgent(ctx, d.agent, cell);
+    canvas.dataset.seq = String(event.seq); // which frame is shown (the frame-rate test counts these)
     $("mission").textContent = d.mission || "";
-    $("frame-info").textContent = "step " + d.episode_step + (d.action ? " · " + d.action : "") + (d.reward ? " · reward " + Number(d.reward).toFixed(2) : "");
+    $("frame-info").textContent = "step " + d.episode_step + (d.action ? " · " + d.action : "");
+    const returns = [];
+    if (typeof d.episode_return === "number") returns.push("Return so far " + d.episode_return.toFixed(2));
+    if (typeof d.last_episode_return === "number") returns.push("last episode " + d.last_episode_return.toFixed(2));
+    $("episode-return").textContent = returns.join(" · ");
+    $("view-info").textContent = d.view ? "Shaded: the agent's " + (d.view[2] - d.view[0]) + "×" + (d.view[3] - d.view[1]) + " field of view." : "";
+  }
+
+  // Lightens the agent's field of view (d.view: [x0, y0, x1, y1], ends excluded), as minigrid's
+  // own renderer does; the part past the grid's edges is not drawn.
+  function shadeView(ctx, d, cell) {
+    const [x0, y0, x1, y1] = d.view;
+    const left = Math.max(0, x0), top = Math.max(0, y0);
+    const right = Math.min(d.width, x1), bottom = Math.min(d.height, y1);
+    if (right <= left || bottom <= top) return;
+    ctx.fillStyle = "rgba(255, 255, 255, 0.25)";
+    ctx.fillRect(left * cell, top * cell, (right - left) * cell, (bottom - top) * cell);
   }
 
   function drawCell(ctx, px, py, size, object, color, stateIndex) {
@@ -269,7 +344,7 @@
           retryDelayMs = RETRY_MIN_MS;
           setConnection("live", "ok");
         }
-      } else if (message.type === "frame") drawFrame(message.event);
+      } else if (message.type === "frame") receiveFrame(message.event);
     });
     socket.addEventListener("close", (e) => {
       backfillSentAt = null;

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from workers.config import Mode, RunConfig
+from workers.evaluation import Probe, ProbeAccuracy
 from workers.feedback import FeedbackMemory
 from workers.guidance import CONFIDENT, Guidance, LLMGuidance, OracleGuidance, guidance_for, held, sharpen
 from workers.situation import Situation
@@ -109,6 +110,19 @@ def test_a_teacher_no_better_than_chance_is_not_trusted():
         verdict_for(memory, key, best=2, other=0)
     guidance.learn(np.array([]), np.array([], int), np.array([]))
     assert guidance.trust == 0.0
+
+
+def test_accuracy_without_waiting_is_on_the_answered_probes_and_says_how_many():
+    memory = FeedbackMemory(NAV, min_visits=5)
+    guidance = LLMGuidance(FixedTeacher({"s": [0.1, 0.4, 0.5]}), temperature=0.2, memory=memory)
+    probes = [Probe(S, 2), Probe(S, 2), Probe(T, 0)]  # nothing answers T yet
+    overall, unjudged = guidance.accuracy(probes, wait=False)
+    assert overall == ProbeAccuracy(share=1.0, answered=2, probes=3) and unjudged == overall
+    verdict_for(memory, "s", best=1, other=2)  # the verdict says "right", the bot "forward": the teacher follows it
+    overall, unjudged = guidance.accuracy(probes, wait=False)
+    assert overall == ProbeAccuracy(share=0.0, answered=2, probes=3), "with the student's feedback"
+    assert unjudged == ProbeAccuracy(share=None, answered=0, probes=1), "only T has no verdict, unanswered"
+    assert guidance.accuracy([], wait=False)[0] == ProbeAccuracy(share=None, answered=0, probes=0)
 
 
 def test_state_round_trip_and_checkpoints_from_before_the_guidance_objects():

@@ -36,7 +36,8 @@ def metrics_data(mean_return: float = 0.5, **overrides) -> dict:
     return {
         "mean_return": mean_return, "success_rate": 0.6, "mean_length": 30.0, "episodes": 10,
         "policy_loss": 0.1, "value_loss": 0.2, "entropy": 1.0, "approx_kl": 0.01, "clip_fraction": 0.1,
-        "guidance_loss": 0.3, "guidance_coef": 0.8, "teacher_accuracy": 0.4, "cache_hit_rate": 0.9,
+        "guidance_loss": 0.3, "guidance_coef": 0.8, "teacher_accuracy": 0.4, "teacher_accuracy_answered": 40,
+        "probe_states": 50, "teacher_accuracy_unjudged": 0.3, "cache_hit_rate": 0.9,
         "llm_calls": 12, "llm_latency_ms": 30.0, "feedback_situations": 2, **overrides,
     }
 
@@ -54,8 +55,9 @@ def frame_data() -> dict:
     width = height = 3
     grid = [2, 5, 0] * (width * height)
     grid[4 * 3 : 4 * 3 + 3] = [6, 0, 0]
-    return {"width": width, "height": height, "grid": grid, "agent": [1, 1, 0], "mission": "go to the red ball",
-            "episode_step": 3, "action": "forward", "reward": 0.0}
+    return {"width": width, "height": height, "grid": grid, "agent": [1, 1, 0], "view": [1, -2, 8, 5],
+            "mission": "go to the red ball", "episode_step": 3, "action": "forward", "reward": 0.0,
+            "episode_return": 0.0, "last_episode_return": 0.93}
 
 
 def progress_data(timesteps: int, total: int = 2048) -> dict:

@@ -122,6 +122,9 @@ def test_stop_button_cancels_a_running_run(stack, page):
     # The teacher's hint arrives live: the LLM's situation text and its action distribution.
     page.wait_for_function("document.getElementById('situation').textContent.startsWith('Your mission')", timeout=90000)
     assert page.locator("#distribution > *").count() == 3
+    # Teacher accuracy is a curve from the first rollouts, each point saying on how many probe states.
+    page.wait_for_function("document.getElementById('chart-teacher').data[0].x.length >= 2", timeout=60000)
+    assert page.evaluate("document.getElementById('chart-teacher').data[0].text[0]").endswith(" of 200 probe states")
     screenshot(page, "run-live-bidirectional.png")
     page.click("#stop-button")
     page.wait_for_function("document.getElementById('status').textContent === 'cancelled'", timeout=60000)

@@ -67,7 +67,7 @@ def test_backfill_then_live_events_and_frames(run, alice):
 
         # A long interval: the batch is written by close(), on this test's thread, where the
         # in-memory channel layer can wake the consumer (its background writer could not).
-        sink = DatabaseSink(run.pk, heartbeat_s=None, frame_interval_s=0, flush_interval_s=3600)
+        sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=3600)
         live = [
             event(4, EventKind.HINT, 500, **hint_data()),
             event(5, EventKind.FRAME, 510, **frame_data()),
