@@ -17,6 +17,7 @@ import pytest
 from scripts.run_local import Services, free_port
 from tests.browser import chromium, logged_in_page, needs_chromium, screenshot
 from tests.web.helpers import PASSWORD
+from workers.models import SMOLLM2
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,6 +77,9 @@ def launch(page, base: str, name: str, total_timesteps: int, mode: str = "ppo") 
     page.click("details.advanced > summary")  # the hyperparameters are folded under it
     page.fill("#id_name", name)
     page.select_option("#id_mode", mode)
+    # The smallest teacher: these tests watch the page, not the teacher, and the default one's
+    # warm-up and calls take minutes on a loaded 2-core machine.
+    page.select_option("#id_teacher_model", SMOLLM2)
     page.fill("#id_seeds", "0")
     for field, value in {"total_timesteps": total_timesteps, "n_envs": 2, "n_steps": 64, "batch_size": 64,
                          "n_epochs": 1, "eval_interval": 0, "eval_episodes": 2, "policy": None}.items():
