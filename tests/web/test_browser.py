@@ -92,7 +92,10 @@ def launch(page, base: str, name: str, total_timesteps: int, mode: str = "ppo") 
 
 def test_healthz_is_green(stack, page):
     base, _, _ = stack
-    body = page.request.get(base + "/healthz").json()
+    # The URL is printed once the web server listens; the worker may still be starting.
+    deadline = time.monotonic() + 60
+    while not (body := page.request.get(base + "/healthz").json())["ok"] and time.monotonic() < deadline:
+        time.sleep(1)
     assert body["ok"], body
 
 
