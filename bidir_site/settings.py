@@ -84,7 +84,8 @@ SECRET_KEY = os.environ.get("SECRET_KEY") or DEVELOPMENT_SECRET_KEY
 if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
     raise ImproperlyConfigured(
         "SECRET_KEY must be set when DEBUG is off (production mode), to a secret of its own, e.g. the "
-        "output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'. For local development, set DEBUG=1."
+        "output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'. For local development, "
+        "set DEBUG=1, or start `make run` first: a process started beside it on its database uses its settings."
     )
 if not DEBUG and not REDIS_URL:
     # The in-process fallbacks serve one process: runs launched from the web would never reach

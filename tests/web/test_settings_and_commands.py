@@ -1,4 +1,5 @@
 import io
+import json
 import os
 import subprocess
 import sys
@@ -76,7 +77,8 @@ def test_a_make_run_is_not_joined(database_url, tmp_path, case):
     elif case == "its launcher is dead":
         dead = subprocess.Popen([sys.executable, "-c", ""])
         dead.wait()
-        stack_file(database_url=database_url).write_text(f'{{"pid": {dead.pid}, "redis_url": "redis://127.0.0.1:6399/0", "debug": "1"}}')
+        recorded = {"pid": dead.pid, "redis_url": "redis://127.0.0.1:6399/0", "debug": "1"}
+        stack_file(database_url=database_url).write_text(json.dumps(recorded))
     else:
         stack_file(database_url=database_url).write_text('{"pid": ')
     result = settings_in_subprocess(**env)
