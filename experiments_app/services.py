@@ -174,13 +174,19 @@ NO_BROKER = (
 )
 
 
+def broker_known() -> bool:
+    """Whether a queued task can reach a worker: not through an in-process broker (``memory://``,
+    what settings fall back to without REDIS_URL or a running ``make run``)."""
+    return not settings.CELERY_BROKER_URL.startswith("memory://")
+
+
 def run_enqueue(*, run: Run) -> None:
     """Queue the run's training task once the current transaction commits (a worker must find
-    the run when it starts). Raises ValidationError (NO_BROKER) where the broker is in-process
-    (``memory://``): no worker would ever receive the task, and the run would stay queued."""
+    the run when it starts). Raises ValidationError (NO_BROKER) unless ``broker_known()``: the
+    run would stay queued forever."""
     from workers.tasks import train_run
 
-    if settings.CELERY_BROKER_URL.startswith("memory://"):
+    if not broker_known():
         raise ValidationError(NO_BROKER)
     task_id = str(uuid.uuid4())
     Run.objects.filter(pk=run.pk).update(task_id=task_id)
