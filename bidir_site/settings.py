@@ -92,7 +92,8 @@ if not DEBUG and not REDIS_URL:
     # a worker, and no page would get a live update.
     raise ImproperlyConfigured(
         "REDIS_URL must be set when DEBUG is off (production mode), e.g. redis://redishost:6379/0: the Celery broker "
-        "and the channel layer that the web processes and the workers share. For local development, set DEBUG=1."
+        "and the channel layer that the web processes and the workers share. For local development, set DEBUG=1, "
+        "or start `make run` first: a process started beside it on its database uses its settings."
     )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
