@@ -1,4 +1,5 @@
-# bidir: `make run` starts the dashboard on embedded defaults, `make test` runs every test.
+# bidir: `make run` starts the dashboard on embedded defaults, `make test` runs every test,
+# `make test-fast` all but the slow ones.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LLAMA := llama-cpp-python==0.3.36
 
-.PHONY: install teachers-large run test user clean-venv
+.PHONY: install teachers-large run test test-fast user clean-venv
 
 install: $(STAMP)
 
@@ -33,6 +34,10 @@ user: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The inner loop: everything but the reliability, browser and slow (training) tests.
+test-fast: install
+	$(PY) -m pytest -m "not reliability and not browser and not slow" $(PYTEST_ARGS)
 
 # The study of issue 5 (study/spec.py): runs every run not yet done into var/study/<spec>/ (run
 # it again to resume), then writes docs/results/ and the README's Results section.

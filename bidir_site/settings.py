@@ -1,11 +1,13 @@
 """Settings, entirely from environment variables.
 
 DATABASE_URL   any dj-database-url URL; default SQLite at var/db.sqlite3
-REDIS_URL      Celery broker and channels_redis layer; required unless DEBUG is on: production
-               refuses to start without it. Unset: in-process fallbacks, fit only for
-               a single process (``scripts/run_local.py`` always sets it)
+REDIS_URL      Celery broker and channels_redis layer. Unset: the Redis of the ``make run`` running
+               from this checkout on the same database (``bidir_site/local_stack.py``); else, with
+               DEBUG on, in-process fallbacks, fit only for a single process, which refuse to queue
+               a run; production refuses to start without one
 SECRET_KEY     required unless DEBUG is on: production refuses to start without one of its own
-DEBUG          1/true/yes/on to enable (local development only: ``make run`` turns it on)
+DEBUG          1/true/yes/on to enable (local development only: ``make run`` turns it on); unset
+               beside a running ``make run`` (as for REDIS_URL): that one's
 ALLOWED_HOSTS  comma-separated; default localhost names when DEBUG is on, none otherwise
 CSRF_TRUSTED_ORIGINS  comma-separated origins, when served behind a proxy under another name
 Production (DEBUG off) is HTTPS-only by default; with DEBUG on these all default to off:
@@ -37,14 +39,19 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from bidir_site.local_stack import stack_running
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
+def is_true(raw: str | None, default: bool = False) -> bool:
     if raw is None or raw == "":
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return is_true(os.environ.get(name), default)
 
 
 def env_header(name: str) -> tuple[str, str] | None:
@@ -66,21 +73,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG")
+# A process started beside `make run` (manage.py launch, celery) without REDIS_URL joins it.
+LOCAL_STACK = None if os.environ.get("REDIS_URL") else stack_running(database_url=os.environ.get("DATABASE_URL", ""))
+
+DEBUG = env_bool("DEBUG", default=is_true(LOCAL_STACK["debug"]) if LOCAL_STACK else False)
+REDIS_URL = os.environ.get("REDIS_URL") or (LOCAL_STACK["redis_url"] if LOCAL_STACK else "")
 
 DEVELOPMENT_SECRET_KEY = "django-insecure-bidir-development-key-never-use-in-production"
 SECRET_KEY = os.environ.get("SECRET_KEY") or DEVELOPMENT_SECRET_KEY
 if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
     raise ImproperlyConfigured(
         "SECRET_KEY must be set when DEBUG is off (production mode), to a secret of its own, e.g. the "
-        "output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'. For local development, set DEBUG=1."
+        "output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'. For local development, "
+        "set DEBUG=1, or start `make run` first: a process started beside it on its database uses its settings."
     )
-if not DEBUG and not os.environ.get("REDIS_URL"):
+if not DEBUG and not REDIS_URL:
     # The in-process fallbacks serve one process: runs launched from the web would never reach
     # a worker, and no page would get a live update.
     raise ImproperlyConfigured(
         "REDIS_URL must be set when DEBUG is off (production mode), e.g. redis://redishost:6379/0: the Celery broker "
-        "and the channel layer that the web processes and the workers share. For local development, set DEBUG=1."
+        "and the channel layer that the web processes and the workers share. For local development, set DEBUG=1, "
+        "or start `make run` first: a process started beside it on its database uses its settings."
     )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
@@ -180,8 +193,6 @@ SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS") or (0 if DEBUG e
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 X_FRAME_OPTIONS = "DENY"
-
-REDIS_URL = os.environ.get("REDIS_URL", "")
 
 if REDIS_URL:
     CHANNEL_LAYERS = {

@@ -19,7 +19,8 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WHITENOISE_AUTOREFRESH = True
 LOGGING = {"version": 1, "disable_existing_loggers": False}
-# Tests never reach a real broker: queued tasks are recorded by tests/web/conftest.py.
+# Tests never reach a real broker: tests/web/conftest.py's `queued` records the tasks; without it
+# queueing a run is refused, as wherever no broker is known.
 CELERY_BROKER_URL = "memory://"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file (one per test process), not Django's shared-cache in-memory database: there, while

@@ -167,11 +167,27 @@ def run_out_dir(*, run: Run) -> Path:
     return Path(settings.RUNS_DIR) / f"run-{run.pk}"
 
 
+NO_BROKER = (
+    "no broker to queue the run on: REDIS_URL is unset and no `make run` of this checkout is running on this "
+    "database, so no worker would ever see the run. Start `make run` (or set REDIS_URL to your workers' Redis) "
+    "and launch again."
+)
+
+
+def broker_known() -> bool:
+    """Whether a queued task can reach a worker: not through an in-process broker (``memory://``,
+    what settings fall back to without REDIS_URL or a running ``make run``)."""
+    return not settings.CELERY_BROKER_URL.startswith("memory://")
+
+
 def run_enqueue(*, run: Run) -> None:
     """Queue the run's training task once the current transaction commits (a worker must find
-    the run when it starts)."""
+    the run when it starts). Raises ValidationError (NO_BROKER) unless ``broker_known()``: the
+    run would stay queued forever."""
     from workers.tasks import train_run
 
+    if not broker_known():
+        raise ValidationError(NO_BROKER)
     task_id = str(uuid.uuid4())
     Run.objects.filter(pk=run.pk).update(task_id=task_id)
     run.task_id = task_id

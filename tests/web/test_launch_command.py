@@ -51,6 +51,12 @@ def test_a_launch_over_the_run_cap_fails_saying_so(alice, queued, settings):
     assert not Run.objects.exists() and queued == []
 
 
+def test_without_a_broker_the_launch_is_refused_saying_why(alice):
+    with pytest.raises(CommandError, match="no broker to queue the run on.*Start `make run`"):
+        launch(*BASE)
+    assert not Experiment.objects.exists()
+
+
 def test_user_must_exist_and_be_in_the_team(alice, bob, queued):
     with pytest.raises(CommandError, match="no user 'nobody'"):
         launch(*[a if a != "alice" else "nobody" for a in BASE])

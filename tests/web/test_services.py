@@ -129,6 +129,19 @@ def test_a_run_whose_worker_died_while_it_was_stopping_trains_again_after_resume
     assert claimed is not None and claimed.status == Run.Status.RUNNING and claimed.worker_host == "w2"
 
 
+def test_without_a_broker_nothing_is_queued_or_created(alice, team_a):
+    """memory:// (the test settings'; REDIS_URL unset, no `make run` beside): no worker would
+    ever receive the task."""
+    with pytest.raises(ValidationError, match="no broker to queue the run on"):
+        create(alice, team_a, name="lost")
+    assert not Run.objects.filter(experiment__name="lost").exists()
+    run = create(alice, team_a, name="imported", enqueue=False).runs.first()
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.INTERRUPTED)
+    with pytest.raises(ValidationError, match="no broker to queue the run on"):
+        services.run_resume(user=alice, run=run)
+    assert Run.objects.get(pk=run.pk).status == Run.Status.INTERRUPTED
+
+
 def test_user_create_with_team_makes_a_team_admin_who_can_log_in(db, client):
     user = services.user_create_with_team(username="carol", password=PASSWORD, team_name="C")
     assert Membership.objects.get(user=user, team=Team.objects.get(name="C")).role == Membership.Role.ADMIN

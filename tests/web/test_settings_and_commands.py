@@ -1,12 +1,15 @@
 import io
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from bidir_site.local_stack import stack_erase, stack_file, stack_record
 from experiments_app.models import Membership
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +42,61 @@ def test_debug_defaults_to_sqlite_and_in_process_fallbacks():
     result = settings_in_subprocess(DEBUG="1")
     assert result.returncode == 0, result.stderr
     assert "django.db.backends.sqlite3 channels.layers.InMemoryChannelLayer memory://" in result.stdout
+
+
+@pytest.fixture
+def database_url(tmp_path) -> Iterator[str]:
+    """A database of the test's own, so that its stack file (var/) is the test's own too."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    yield url
+    stack_file(database_url=url).unlink(missing_ok=True)
+
+
+def test_beside_a_running_make_run_its_redis_and_debug_are_used(database_url):
+    stack_record(database_url=database_url, redis_url="redis://127.0.0.1:6399/0", debug="1")  # by this live process
+    result = settings_in_subprocess(DATABASE_URL=database_url)
+    assert result.returncode == 0, result.stderr
+    debug, *_, layer, broker = result.stdout.split()
+    assert (debug, layer, broker) == ("True", "channels_redis.core.RedisChannelLayer", "redis://127.0.0.1:6399/0")
+    # A make run in production mode (its own SECRET_KEY): its Redis is the one production requires.
+    stack_record(database_url=database_url, redis_url="redis://127.0.0.1:6399/0", debug="")
+    result = settings_in_subprocess(DATABASE_URL=database_url, SECRET_KEY="s3cret")
+    assert result.returncode == 0, result.stderr
+    debug, *_, broker = result.stdout.split()
+    assert (debug, broker) == ("False", "redis://127.0.0.1:6399/0")
+
+
+@pytest.mark.parametrize("case", ["REDIS_URL is set", "on another database", "its launcher is dead", "unreadable"])
+def test_a_make_run_is_not_joined(database_url, tmp_path, case):
+    env = {"SECRET_KEY": "s3cret", "DATABASE_URL": database_url}
+    stack_record(database_url=database_url, redis_url="redis://127.0.0.1:6399/0", debug="1")
+    if case == "REDIS_URL is set":
+        env["REDIS_URL"] = "redis://127.0.0.1:6400/0"
+    elif case == "on another database":
+        env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'other.sqlite3'}"
+    elif case == "its launcher is dead":
+        dead = subprocess.Popen([sys.executable, "-c", ""])
+        dead.wait()
+        recorded = {"pid": dead.pid, "redis_url": "redis://127.0.0.1:6399/0", "debug": "1"}
+        stack_file(database_url=database_url).write_text(json.dumps(recorded))
+    else:
+        stack_file(database_url=database_url).write_text('{"pid": ')
+    result = settings_in_subprocess(**env)
+    if case == "REDIS_URL is set":
+        assert result.returncode == 0, result.stderr
+        debug, *_, broker = result.stdout.split()
+        assert (debug, broker) == ("False", env["REDIS_URL"])
+    else:  # production settings, on their own
+        assert result.returncode != 0 and "REDIS_URL must be set when DEBUG is off" in result.stderr
+
+
+def test_make_run_removes_only_the_file_it_wrote(database_url):
+    path = stack_record(database_url=database_url, redis_url="redis://127.0.0.1:6399/0", debug="1")
+    stack_erase(database_url=database_url)
+    assert not path.exists()
+    path.write_text('{"pid": 1, "redis_url": "redis://127.0.0.1:6400/0", "debug": "1"}')  # another launcher's since
+    stack_erase(database_url=database_url)
+    assert path.exists()
 
 
 def test_createteamuser_reads_the_password_from_stdin(db, monkeypatch, client):
