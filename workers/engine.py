@@ -478,7 +478,7 @@ def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | 
     callback = GuidanceCallback(run)
     if not checkpoint_state:
         try:
-            run.guidance.prepare(run.probes)
+            run.guidance.prepare(run.probes, should_stop)
         except TeacherError:
             run.drop_faulty_teacher()
 

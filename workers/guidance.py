@@ -17,6 +17,7 @@ A new kind of guidance is a new class with these methods and one line in ``guida
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -80,8 +81,9 @@ class Guidance:
         """The sentence the student sends the teacher about ``situation``, if any."""
         return None
 
-    def prepare(self, probes: list[Probe]) -> None:
-        """Before the first rollout: get ready to advise in the probes' situations."""
+    def prepare(self, probes: list[Probe], should_stop: Callable[[], bool]) -> None:
+        """Before the first rollout: get ready to advise in the probes' situations; give up
+        early once ``should_stop()`` says so."""
 
     def learn(self, keys: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> None:
         """After a rollout: each sample's situation key, the student's action, its advantage."""
@@ -166,13 +168,15 @@ class LLMGuidance(Guidance):
         chance = 1 / len(self.teacher.actions)  # type: ignore[union-attr]
         return max(0.0, (self.reliability - chance) / (1 - chance))
 
-    def prepare(self, probes: list[Probe]) -> None:
+    def prepare(self, probes: list[Probe], should_stop: Callable[[], bool]) -> None:
         """The teacher answers the probes' situations (the level's common ones) before the
         student starts, on every core: guidance then starts with the first rollout instead of
         arriving a few answers a rollout."""
         import os
 
-        self.teacher.prepare([p.situation for p in probes], threads=min(os.cpu_count() or 1, 4))  # type: ignore[union-attr]
+        self.teacher.prepare(  # type: ignore[union-attr]
+            [p.situation for p in probes], threads=min(os.cpu_count() or 1, 4), should_stop=should_stop
+        )
 
     def learn(self, keys: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> None:
         if self.memory is None:

@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -319,14 +320,17 @@ class LLMTeacher:
                 if fault is not None:
                     raise (fault if isinstance(fault, TeacherError) else TeacherError(str(fault))) from fault
 
-    def prepare(self, situations: list[Situation], threads: int) -> None:
+    def prepare(self, situations: list[Situation], threads: int, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Answer ``situations`` zero-shot now, waiting, on ``threads`` threads (the training
-        loop is not running yet, so the LLM may use the cores it will share later)."""
+        loop is not running yet, so the LLM may use the cores it will share later); stop
+        between two answers once ``should_stop()`` says so (a Ctrl-C or Stop during the warm-up)."""
         import llama_cpp
 
         llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, threads, threads)
         try:
             for situation in {s.key: s for s in situations}.values():
+                if should_stop():
+                    break
                 self.ask(situation, None)
         finally:
             llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, self._threads, self._threads)

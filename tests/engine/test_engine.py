@@ -115,8 +115,7 @@ def test_same_seed_same_ppo_curve(tmp_path):
 def test_stop_then_resume_continues_steps_and_sequence_numbers(tmp_path):
     config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "total_timesteps": 3072, "checkpoint_interval": 0})
     first = ListSink()
-    rollouts = iter(range(100))
-    summary = train(config, first, out_dir=tmp_path, should_stop=lambda: next(rollouts) >= 2)
+    summary = train(config, first, out_dir=tmp_path, should_stop=lambda: len(first.of_kind(EventKind.METRICS)) >= 2)
     assert summary["status"] == "stopped" and summary["timesteps"] == 1024
     assert first.events[-1].kind == EventKind.RUN_FINISHED
     assert first.of_kind(EventKind.CHECKPOINT)[-1].data["timesteps"] == 1024
@@ -131,6 +130,15 @@ def test_stop_then_resume_continues_steps_and_sequence_numbers(tmp_path):
     assert second.of_kind(EventKind.METRICS)[0].timestep == 1536
     # A stopped run is not kept waiting for the teacher's measurement; the finished one has it.
     assert summary["teacher_accuracy_start"] is None and 0 <= resumed["teacher_accuracy_start"] <= 1
+
+
+def test_a_stop_during_the_teachers_warm_up_ends_the_run_before_training(tmp_path):
+    sink = ListSink()
+    asked = []
+    config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL})
+    summary = train(config, sink, out_dir=tmp_path, should_stop=lambda: asked.append(1) or len(asked) > 3)
+    assert summary["status"] == "stopped" and summary["timesteps"] == 0 and not sink.of_kind(EventKind.METRICS)
+    assert summary["llm_calls"] <= 3, "the warm-up stopped after the third answer"
 
 
 def test_unknown_level_fails_before_training(tmp_path):

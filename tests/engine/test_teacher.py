@@ -64,6 +64,14 @@ def test_warm_up_answers_each_situation_once(teacher):
     assert teacher.stats.calls == calls + 2 and all(teacher.cached(s.key, None) is not None for s in fresh)
 
 
+def test_a_stop_ends_the_warm_up_between_two_answers(teacher):
+    calls = teacher.stats.calls
+    fresh = [Situation(f"stop-{i}", AHEAD.text.replace("2 steps", f"{i} steps"), NAV) for i in (4, 5, 6)]
+    asked = iter([False, True])  # one answer, then a Stop
+    teacher.prepare(fresh, threads=2, should_stop=lambda: next(asked))
+    assert teacher.stats.calls == calls + 1 and teacher.cached("stop-5", None) is None
+
+
 def test_default_models_come_from_installed_packages():
     models = available_models()
     assert DEFAULT_TEACHER in models and "gemma-3-270m-q4_k_m" in models
