@@ -24,6 +24,10 @@ BIDIR_STALE_AFTER_S  a running run whose heartbeat is older than this is interru
                      the sink beats every 5 s)
 BIDIR_STALE_SWEEP_S  how often each web process and each worker looks for such runs (default 5;
                      0: never)
+LOGIN_FAILURE_LIMIT  failed logins after which a username, and separately a client address, is
+                     locked out (default 5; django-axes)
+LOGIN_LOCKOUT_MINUTES  how long such a lockout lasts (default 15); a successful login of the
+                     username before it resets its count
 BIDIR_MAX_ACTIVE_RUNS_PER_USER  queued + running runs one user's experiments may have; a launch or
                      resume past it is refused, saying so (default 16, one experiment of the most
                      seeds: a queue make run's one worker trains through in about an hour at the
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -108,6 +113,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "experiments_app",
 ]
 
@@ -120,6 +126,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it answers a locked-out login
 ]
 
 ROOT_URLCONF = "bidir_site.urls"
@@ -166,6 +173,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Login throttling by django-axes (a well-kept library, rather than counters of our own): the
+# site's login and the admin's both go through AxesStandaloneBackend, which records each failure
+# in the database and refuses a username, or a client address, after LOGIN_FAILURE_LIMIT of them
+# for LOGIN_LOCKOUT_MINUTES, with a 429 page that says so.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "bidir_site.client_ip.client_ip"
 LOGIN_REDIRECT_URL = "experiments:list"
 LOGOUT_REDIRECT_URL = "login"
 
