@@ -108,7 +108,7 @@ class RunConfig:
     Over the run, evaluation may play no more episodes than training plays frames."""
     checkpoint_interval: int = 10
     """Rollouts between checkpoints (0: only at stop and at the end)."""
-    frame_interval_s: float = 0.08
+    frame_interval_s: float = 0.06
     """Seconds per live frame of environment 0, on average: frames come in bursts of
     consecutive steps, which the run page plays at this pace (0: no frames)."""
     hint_interval_s: float = 0.5

@@ -170,7 +170,7 @@
   }
 
   function frameInterval(event) {
-    return Math.max(1 / 60, Number(event.data.interval_s) || 0.08);
+    return Math.max(1 / 60, Number(event.data.interval_s) || 0.06);
   }
 
   function playNextFrame() {

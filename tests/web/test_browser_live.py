@@ -30,7 +30,7 @@ def test_the_rollout_view_paints_frames_in_order_and_says_what_it_shows(stack, p
     base, _, _ = stack
     # Small rollouts and one PPO epoch: the environment steps nearly all the time, so this
     # measures the way from the engine to the page (Redis, daphne, the playback) at the default
-    # frame_interval_s, 0.08 s.
+    # frame_interval_s, 0.06 s.
     launch(page, base, "live view", 5_000_000)
     page.wait_for_function("document.getElementById('rollout').dataset.seq", timeout=90000)
     paints = page.evaluate(COUNT_PAINTS, WINDOW_MS)
