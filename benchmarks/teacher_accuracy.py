@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workers.evaluation import collect_probes, teacher_accuracy  # noqa: E402
+from workers.evaluation import collect_probes, probe_accuracy  # noqa: E402
 from workers.feedback import FeedbackMemory  # noqa: E402
 from workers.levels import action_subset  # noqa: E402
 from workers.teachers import LLMTeacher, available_models  # noqa: E402
@@ -49,8 +49,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for name in args.models or list(available_models()):
         teacher = LLMTeacher(name, actions, timeout_s=60)
-        zero = teacher_accuracy(lambda s: teacher.ask(s, None), probes)
-        heard = teacher_accuracy(lambda s: teacher.ask(s, memory.sentence(s.key)), probes)
+        zero = probe_accuracy(lambda s: teacher.ask(s, None), probes).share
+        heard = probe_accuracy(lambda s: teacher.ask(s, memory.sentence(s.key)), probes).share
         print(f"| {name} | {zero:.3f} | {heard:.3f} | {teacher.stats.mean_latency_ms:.0f} |", flush=True)
         teacher.close()
 

@@ -70,13 +70,6 @@ def probe_accuracy(answer: Callable[[Situation], np.ndarray | None], probes: lis
     return ProbeAccuracy(hits / len(scored) if scored else None, len(scored), len(probes))
 
 
-def teacher_accuracy(answer: Callable[[Situation], np.ndarray | None], probes: list[Probe]) -> float | None:
-    """Share of probes where the teacher's most likely action is the bot's action; None when
-    there are no probes or ``answer`` has no answer (None) for some probe yet."""
-    measured = probe_accuracy(answer, probes)
-    return measured.share if measured.answered == measured.probes else None
-
-
 def evaluate(act: Callable[[np.ndarray, TeachableEnv], int], env_id: str, episodes: int, seed: int) -> dict:
     """Run ``episodes`` episodes with ``act(observation, env) -> action``; mean return,
     success rate (episodes with a positive reward) and mean length."""
