@@ -20,6 +20,7 @@ Target: first paint under 1 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,10 +124,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure_browser(db_path: Path, session_id: str, paths: list[str], repeats: int = 3) -> dict[str, tuple[float, float]]:
-    """{path: (median first contentful paint ms, median charts drawn ms)} in headless Chromium."""
-    from playwright.sync_api import sync_playwright
-
+@contextlib.contextmanager
+def runserver(db_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``manage.py runserver`` (DEBUG, daphne's, HTTP and WebSocket) on the database at
+    ``db_path``, on a free port of 127.0.0.1: yields (port, process) once it accepts connections."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db_path}", "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "bidir_site.settings"}
     server = subprocess.Popen(
@@ -141,6 +143,17 @@ def measure_browser(db_path: Path, session_id: str, paths: list[str], repeats: i
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None, "runserver did not start"
                 time.sleep(0.2)
+        yield port, server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+
+
+def measure_browser(db_path: Path, session_id: str, paths: list[str], repeats: int = 3) -> dict[str, tuple[float, float]]:
+    """{path: (median first contentful paint ms, median charts drawn ms)} in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with runserver(db_path) as (port, _):
         results = {}
         with sync_playwright() as p:
             browser = p.chromium.launch(
@@ -162,9 +175,6 @@ def measure_browser(db_path: Path, session_id: str, paths: list[str], repeats: i
                 results[path] = (statistics.median(paints), statistics.median(drawn))
             browser.close()
         return results
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
 
 
 def main() -> None:

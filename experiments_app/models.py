@@ -171,6 +171,8 @@ class Metric(models.Model):
     teacher_accuracy = models.FloatField(null=True, blank=True)
     guidance_coef = models.FloatField(null=True, blank=True)
     fps = models.FloatField(null=True, blank=True)
+    sampled_mean_return = models.FloatField(null=True, blank=True)
+    sampled_success_rate = models.FloatField(null=True, blank=True)
     data = models.JSONField(default=dict)
 
     class Meta:
@@ -203,12 +205,13 @@ class Hint(models.Model):
 
 
 class MetricRollup(models.Model):
-    """One charted metric of a run's METRICS rows whose seq lies in
-    [chunk << level, (chunk + 1) << level): how many rows have a value, the sum of their
-    timesteps, and the sum, least and greatest of their values. Kept up to date with the rows
-    (``rollups.metric_rollups_refresh``, inside ``services.run_record_events``) for every level
-    from ``rollups.LEVEL_MIN`` up, so the compare page reads at most a few hundred of these a
-    run instead of all its rows."""
+    """One charted series (``rollups.SERIES``: a column of one kind of Metric row) of a run's
+    rows whose seq lies in [chunk << level, (chunk + 1) << level): how many rows have a value,
+    the sum of their timesteps, and the sum, least and greatest of their values. Kept up to
+    date with the rows (``rollups.metric_rollups_refresh``, inside
+    ``services.run_record_events``) for every level from ``rollups.LEVEL_MIN`` up, so the
+    compare page and a long run's page read at most a few hundred of these a run and series
+    instead of all its rows."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
     metric = models.CharField(max_length=20)

@@ -21,7 +21,7 @@ from experiments_app.rollups import COMPARABLE
 from workers.config import Mode
 
 BACKFILL_HINTS = 20
-"""Back-fill sends only the latest hints: the page shows the current one and a short history."""
+"""Most hints a back-fill page carries: its latest (the page shows the last one)."""
 
 
 def team_list(*, user: AbstractBaseUser) -> QuerySet[Team]:
@@ -348,13 +348,65 @@ def run_metrics_since(
     return [metric_as_event(m) for m in (metrics[:limit] if limit else metrics)]
 
 
-def run_events_since(*, run_id: int, after_seq: int, hint_limit: int = BACKFILL_HINTS) -> list[dict[str, Any]]:
-    """The run's stored events with seq > after_seq, in seq order, as the engine emitted them:
-    every metric, evaluation and progress event, and the latest ``hint_limit`` hints."""
-    metrics = run_metrics_since(run_id=run_id, after_seq=after_seq)
-    latest_hints = Hint.objects.filter(run_id=run_id, seq__gt=after_seq).order_by("-seq")[:hint_limit]
-    hints = [hint_as_event(h) for h in latest_hints]
-    return sorted(metrics + hints, key=lambda e: e["seq"])
+@dataclass(frozen=True)
+class EventPage:
+    """Stored events of a run in seq order, and whether more were stored after them."""
+
+    events: list[dict[str, Any]]
+    more: bool
+
+
+def run_events_since(
+    *, run_id: int, after_seq: int, limit: int, hint_limit: int = BACKFILL_HINTS
+) -> EventPage:
+    """The run's stored events with seq > after_seq, in seq order, as the engine emitted them,
+    one page at a time: the first ``limit`` metric, evaluation and progress events, and the
+    latest ``hint_limit`` hints up to the last of them (all that come after them, on the last
+    page). The next page starts after the page's last event."""
+    page = list(Metric.objects.filter(run_id=run_id, seq__gt=after_seq).order_by("seq")[: limit + 1])
+    more = len(page) > limit
+    metrics = [metric_as_event(m) for m in page[:limit]]
+    hints = Hint.objects.filter(run_id=run_id, seq__gt=after_seq)
+    if more:  # hints after the page's last metric belong to the next page
+        hints = hints.filter(seq__lte=metrics[-1]["seq"])
+    latest_hints = [hint_as_event(h) for h in hints.order_by("-seq")[:hint_limit]]
+    return EventPage(events=sorted(metrics + latest_hints, key=lambda e: e["seq"]), more=more)
+
+
+HISTORY_POINTS = 500
+"""Most points a series of a long run's history holds."""
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """A run's rolled-up series (``rollups.SERIES``) over its events up to ``through_seq``."""
+
+    through_seq: int
+    series: dict[str, Curve]
+
+
+def run_history(*, run: Run, recent: int, points: int = HISTORY_POINTS) -> RunHistory | None:
+    """The run's charted series from its rollups, at most ``points`` points each, over whole
+    chunks of the level they are read at, ending at least ``recent`` events before the run's
+    last: the events after ``through_seq`` are for the caller to read one by one. None when the
+    run is too short to have a stored level that leaves ``recent`` events out. One query."""
+    level = max(rollups.LEVEL_MIN, rollups.level_for(run.last_seq, points))
+    end_chunk = max(0, run.last_seq - recent) >> level
+    if not end_chunk:
+        return None
+    rows = (
+        MetricRollup.objects.filter(run=run, level=level, chunk__lt=end_chunk)
+        .order_by("metric", "chunk")
+        .values_list("metric", "n", "timestep_sum", "value_sum", "value_min", "value_max")
+    )
+    by_series: dict[str, list[tuple[Any, ...]]] = {}
+    for name, *values in rows:
+        by_series.setdefault(name, []).append(values)
+    series = {}
+    for name, values in by_series.items():
+        n, t, total, low, high = np.array(values, dtype=float).T
+        series[name] = Curve(x=t / n, y=total / n, low=low, high=high, n=n)
+    return RunHistory(through_seq=(end_chunk << level) - 1, series=series)
 
 
 # --- launch estimates ------------------------------------------------------------------------

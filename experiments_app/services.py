@@ -39,7 +39,9 @@ METRIC_KINDS = {
     EventKind.EVALUATION: Metric.Kind.EVALUATION,
     EventKind.PROGRESS: Metric.Kind.PROGRESS,
 }
-CHARTED = ("mean_return", "success_rate", "teacher_accuracy", "guidance_coef", "fps")
+CHARTED = ("mean_return", "success_rate", "teacher_accuracy", "guidance_coef", "fps", "sampled_mean_return",
+           "sampled_success_rate")
+"""Event data fields stored as Metric columns (the rolled-up series read them)."""
 
 
 # --- teams and users ------------------------------------------------------------------------
@@ -513,6 +515,8 @@ def _run_updates(run: Run, events: Sequence[Event]) -> dict[str, Any]:
         data = event.data
         if event.kind == EventKind.RUN_STARTED:
             updates["total_timesteps"] = int(data.get("config", {}).get("total_timesteps") or run.total_timesteps)
+            if isinstance(data.get("start_timestep"), int):
+                updates["timesteps"] = data["start_timestep"]
         elif event.kind == EventKind.PROGRESS:
             updates.update(
                 timesteps=int(data["timesteps"]),
@@ -562,6 +566,9 @@ def run_record_events(*, run_id: int, events: Sequence[Event], attempt: int | No
             # An interrupted run may be deleted while its frozen worker still lives.
             raise RunClaimLost(f"run {run_id} was deleted") if attempt is not None else Run.DoesNotExist(f"no run {run_id}")
         claim = _claim_updates(run, attempt) if attempt is not None else {}
+        for e in stored:
+            if e.kind == EventKind.RUN_STARTED and isinstance(e.data.get("checkpoint_seq"), int):
+                _forget_superseded(run, after_seq=e.data["checkpoint_seq"], before_seq=e.seq)
         metrics = [
             Metric(
                 run=run,
@@ -594,9 +601,9 @@ def run_record_events(*, run_id: int, events: Sequence[Event], attempt: int | No
             if e.kind == EventKind.HINT
         ]
         Metric.objects.bulk_create(metrics, ignore_conflicts=True)
-        charted = [m.seq for m in metrics if m.kind == Metric.Kind.METRICS]
-        if charted:
-            rollups.metric_rollups_refresh(run_id=run.pk, first_seq=min(charted), last_seq=max(charted))
+        if metrics:
+            seqs = [m.seq for m in metrics]
+            rollups.metric_rollups_refresh(run_id=run.pk, first_seq=min(seqs), last_seq=max(seqs))
         Hint.objects.bulk_create(hints, ignore_conflicts=True)
         updates = {**claim, **_run_updates(run, stored)}
         updates["last_seq"] = max(run.last_seq, max(e.seq for e in stored))
@@ -606,6 +613,18 @@ def run_record_events(*, run_id: int, events: Sequence[Event], attempt: int | No
         run.save(update_fields=list(updates))
         message = {"type": "run.update", "events": [e.to_dict() for e in stored], "run": run_state(run=run)}
         transaction.on_commit(lambda: _group_send(run.group_name, message))
+
+
+def _forget_superseded(run: Run, *, after_seq: int, before_seq: int) -> None:
+    """Delete the run's stored events numbered after its checkpoint's and before its resume:
+    the crashed attempt's, of frames the resumed attempt trains again (``EventKind.RUN_STARTED``),
+    so that curves, bands, AUC and exports see each timestep once."""
+    superseded = {"run": run, "seq__gt": after_seq, "seq__lt": before_seq}
+    deleted, _ = Metric.objects.filter(**superseded).delete()
+    Hint.objects.filter(**superseded).delete()
+    if deleted:
+        rollups.metric_rollups_forget(run_id=run.pk, first_seq=after_seq + 1, last_seq=before_seq - 1)
+        logger.info("run %s: resumed from seq %s; forgot %s rows of the attempt before", run.pk, after_seq, deleted)
 
 
 def run_frame_publish(*, run_id: int, event: Event) -> None:

@@ -87,7 +87,10 @@ def timeline(events: list[Event]) -> list[Event]:
     the checkpoint it resumed from (work that was then done again) are dropped."""
     kept: list[Event] = []
     for event in events:
-        if event.kind == EventKind.RUN_STARTED and event.data.get("resumed"):
+        if event.kind == EventKind.RUN_STARTED and isinstance(event.data.get("checkpoint_seq"), int):
+            kept = [e for e in kept if e.seq <= event.data["checkpoint_seq"]]
+        elif event.kind == EventKind.RUN_STARTED and event.data.get("resumed"):
+            # Written before run_started said which checkpoint it resumed from.
             start = int(event.data["start_timestep"])
             checkpoints = [
                 i for i, e in enumerate(kept) if e.kind == EventKind.CHECKPOINT and int(e.data["timesteps"]) == start

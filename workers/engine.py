@@ -399,6 +399,7 @@ def train(
             teacher=config.teacher_model if config.mode.uses_llm else ("babyai-bot" if config.mode == Mode.ORACLE else None),
             resumed=bool(state),
             start_timestep=run.timesteps,
+            checkpoint_seq=state["last_seq"] if state else None,
         )
         if config.mode == Mode.TEACHER:
             status, fps = _teacher_alone(run, should_stop)

@@ -8,7 +8,7 @@ sink can store or forward it without knowing the engine.
 Contract:
 
 * every event of a run carries ``seq``, strictly increasing from 1 across the whole run,
-  resumes included (a resumed run continues from the checkpoint's last ``seq``);
+  resumes included (a resumed run's numbers continue after the highest its store holds);
 * ``kind`` is one of :class:`EventKind`; ``data`` holds the kind's fields listed there;
 * ``timestep`` is the number of environment frames the run had consumed when it emitted.
 """
@@ -29,7 +29,10 @@ class EventKind(str, Enum):
 
     RUN_STARTED = "run_started"
     """config (the RunConfig as a dict), env_id, mode, actions (names of the action subset),
-    teacher (model name or null), resumed (bool), start_timestep."""
+    teacher (model name or null), resumed (bool), start_timestep, checkpoint_seq (on a resume:
+    the seq of the CHECKPOINT event it resumes from; the events numbered after it and before
+    this one are the crashed attempt's, of frames trained again now: a store forgets them, so
+    that each timestep keeps one point, the resumed attempt's; null otherwise)."""
     PROGRESS = "progress"
     """timesteps, total_timesteps, fps, elapsed_s, eta_s (null until it can be estimated)."""
     METRICS = "metrics"

@@ -28,26 +28,26 @@
 
   const CHARTS = [
     { id: "chart-return", title: "Mean return", unit: [0, 1], traces: [
-      { name: "training (last 100 episodes)", kind: "metrics", field: "mean_return" },
-      { name: "evaluation (greedy)", kind: "evaluation", field: "mean_return" },
-      { name: "evaluation (sampled)", kind: "evaluation", field: "sampled_mean_return" } ] },
+      { name: "training (last 100 episodes)", kind: "metrics", field: "mean_return", series: "mean_return" },
+      { name: "evaluation (greedy)", kind: "evaluation", field: "mean_return", series: "eval_return" },
+      { name: "evaluation (sampled)", kind: "evaluation", field: "sampled_mean_return", series: "eval_sampled_return" } ] },
     { id: "chart-success", title: "Success rate", unit: [0, 1], traces: [
-      { name: "training", kind: "metrics", field: "success_rate" },
-      { name: "evaluation (greedy)", kind: "evaluation", field: "success_rate" },
-      { name: "evaluation (sampled)", kind: "evaluation", field: "sampled_success_rate" } ] },
+      { name: "training", kind: "metrics", field: "success_rate", series: "success_rate" },
+      { name: "evaluation (greedy)", kind: "evaluation", field: "success_rate", series: "eval_success" },
+      { name: "evaluation (sampled)", kind: "evaluation", field: "sampled_success_rate", series: "eval_sampled_success" } ] },
     // Measured each rollout on the probe states the teacher has answered so far (its latest
     // answer on each, without waiting for the LLM): the hover says on how many.
     { id: "chart-teacher", title: "Teacher accuracy (vs. BabyAI bot)", unit: [0, 1],
       empty: hasTeacher ? "measuring: the first value comes with the first rollout" : "no LLM teacher in this mode", traces: [
-      { name: "on the probe states answered", kind: "metrics", field: "teacher_accuracy",
+      { name: "on the probe states answered", kind: "metrics", field: "teacher_accuracy", series: "teacher_accuracy",
         text: (d) => typeof d.teacher_accuracy_answered === "number"
           ? "on " + d.teacher_accuracy_answered + " of " + d.probe_states + " probe states" : "" },
       { name: "probe states answered (share)", kind: "metrics", dash: "dot",
         value: (d) => (d.probe_states ? d.teacher_accuracy_answered / d.probe_states : undefined) } ] },
     { id: "chart-guidance", title: "Guidance coefficient", traces: [
-      { name: "guidance coef", kind: "metrics", field: "guidance_coef" } ] },
+      { name: "guidance coef", kind: "metrics", field: "guidance_coef", series: "guidance_coef" } ] },
     { id: "chart-fps", title: "Frames per second", traces: [
-      { name: "fps", kind: "progress", field: "fps" } ] },
+      { name: "fps", kind: "progress", field: "fps", series: "fps" } ] },
   ];
 
   const plotly = window.Plotly;
@@ -104,11 +104,43 @@
     }
   }
 
+  // A long run's first back-fill starts with its history: each trace's series (trace.series,
+  // the server's rollups.SERIES), one point per chunk of events, at their mean; the events
+  // after through_seq follow one by one. (The share of probe states answered has no series: its
+  // line starts where the events do.)
+  function plotHistory(message) {
+    for (const chart of CHARTS) {
+      const indices = chart.traces.map((_, i) => i).filter((i) => {
+        const series = message.series[chart.traces[i].series];
+        return series && series.x.length;
+      });
+      if (!indices.length) continue;
+      const curves = indices.map((i) => message.series[chart.traces[i].series]);
+      const texts = curves.map((c) => c.n.map((n, k) => n > 1
+        ? "mean of " + n + " (" + c.low[k] + " to " + c.high[k] + ")" : ""));
+      plotly.extendTraces(chart.id, { x: curves.map((c) => c.x), y: curves.map((c) => c.y), text: texts }, indices);
+      if (chart.empty) { plotly.relayout(chart.id, { annotations: [] }); chart.empty = null; }
+    }
+    lastSeq = Math.max(lastSeq, message.through_seq);
+  }
+
   // --- events ------------------------------------------------------------------------------
 
   function applyEvents(events) {
     const fresh = events.filter((e) => e.seq > lastSeq).sort((a, b) => a.seq - b.seq);
     if (!fresh.length) return;
+    // A resume from a checkpoint older than what is shown: the server forgot the crashed
+    // attempt's later points, so the charts start again from what it stores now.
+    const resume = fresh.find((e) => e.kind === "run_started" && typeof e.data.checkpoint_seq === "number");
+    if (resume && resume.data.checkpoint_seq < lastSeq) {
+      for (const chart of CHARTS) {
+        const empty = () => chart.traces.map(() => []);
+        plotly.restyle(chart.id, { x: empty(), y: empty(), text: empty() });
+      }
+      lastSeq = 0;
+      requestBackfill();
+      return;
+    }
     lastSeq = fresh[fresh.length - 1].seq;
     plotEvents(fresh);
     const hints = fresh.filter((e) => e.kind === "hint");
@@ -336,12 +368,14 @@
     socket.addEventListener("message", (msg) => {
       const message = JSON.parse(msg.data);
       if (message.type === "events") applyEvents(message.events);
+      else if (message.type === "history") plotHistory(message);
       else if (message.type === "run") {
         showState(message.run);
         if (message.backfill) {
           backfillSentAt = null;
-          complete = message.run.final;
           retryDelayMs = RETRY_MIN_MS;
+          if (message.more) { requestBackfill(); return; } // the next page, at once
+          complete = message.run.final;
           setConnection("live", "ok");
         }
       } else if (message.type === "frame") receiveFrame(message.event);

@@ -70,19 +70,24 @@ def test_a_killed_worker_loses_nothing_its_run_is_interrupted_within_30s_and_res
     assert run["status"] == "cancelled", run["error"]
 
     after = stack.stored_events(run_id)
-    assert after[: len(before)] == before, "the first attempt's events are kept as they were"
-    resumed = after[len(before):]
+    kept = [e for e in before if e[0] <= checkpoint["last_seq"]]
+    assert after[: len(kept)] == kept, "the first attempt's events up to its checkpoint are kept as they were"
+    resumed = after[len(kept):]
     seqs = [e[0] for e in after]
     assert seqs == sorted(set(seqs)), "seq strictly increasing over all stored events"
     assert min(e[0] for e in resumed) > run_before["last_seq"], "no sequence number is used twice"
     progress = [e[2] for e in resumed if e[1] == "progress"]
     assert progress == list(range(checkpoint["timesteps"] + ROLLOUT, run["timesteps"] + 1, ROLLOUT)), \
         "continues from the last checkpoint, every rollout once"
+    for kind in ("progress", "metrics"):
+        timesteps = [e[2] for e in after if e[1] == kind]
+        assert timesteps == sorted(set(timesteps)), f"one {kind} point per timestep: the crashed attempt's redone ones are gone"
     redone = sum(1 for e in before if e[1] == "progress" and e[2] > checkpoint["timesteps"])
     report(f"SIGKILL at {run_before['timesteps']} frames ({sum(e[1] == 'metrics' for e in before)} metrics, "
            f"{sum(e[1] == 'hint' for e in before)} hints, last seq {run_before['last_seq']} stored): marked interrupted "
            f"after {interrupted_s:.1f} s by the web process (no worker alive); all {len(before)} stored events intact; "
-           f"resumed from the checkpoint at {checkpoint['timesteps']} frames ({redone} rollout(s) redone), first new seq "
+           f"resumed from the checkpoint at {checkpoint['timesteps']} frames ({redone} rollout(s) redone, their "
+           f"{len(before) - len(kept)} stored events forgotten: one point per timestep), first new seq "
            f"{resumed[0][0]} (last stored {run_before['last_seq']}), 2 rollouts {continued_s:.1f} s after Resume; "
            f"stopped at {run['timesteps']} frames with {len(after)} stored events, seq strictly increasing, every rollout "
            f"from the checkpoint on once")

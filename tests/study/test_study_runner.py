@@ -94,6 +94,8 @@ def test_timeline_drops_the_work_redone_after_a_resume():
         _event(8, EventKind.RUN_FINISHED, 256, status="succeeded"),
     ]
     assert [e.seq for e in timeline(events)] == [1, 2, 3, 6, 7, 8]
+    said = [_event(e.seq, e.kind, e.timestep, **{**e.data, "checkpoint_seq": 3}) if e.seq == 6 else e for e in events]
+    assert [e.seq for e in timeline(said)] == [1, 2, 3, 6, 7, 8], "the resume says which checkpoint"
     # The checkpoint's own event lost too: keep what happened up to its frame count.
     assert [e.seq for e in timeline([e for e in events if e.seq != 3])] == [1, 2, 4, 6, 7, 8]
 

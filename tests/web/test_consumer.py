@@ -1,6 +1,8 @@
 """The run's WebSocket: who may connect, back-fill by seq, live events and frames. Uses the
 in-memory channel layer; each test body is a coroutine run with async_to_sync."""
 
+import time
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -8,7 +10,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
-from experiments_app import services
+from experiments_app import consumers, rollups, selectors, services
 from experiments_app.routing import websocket_urlpatterns
 from experiments_app.sink import DatabaseSink
 from tests.web.helpers import event, frame_data, hint_data, make_user, metrics_data, progress_data
@@ -63,7 +65,7 @@ def test_backfill_then_live_events_and_frames(run, alice):
         assert backfill["type"] == "events" and [e["seq"] for e in backfill["events"]] == [1, 2, 3]
         assert backfill["events"][0]["data"]["mean_return"] == 0.1
         state = await comm.receive_json_from()
-        assert state == {"type": "run", "run": state["run"], "backfill": True} and state["run"]["last_seq"] == 3
+        assert state == {"type": "run", "run": state["run"], "backfill": True, "more": False} and state["run"]["last_seq"] == 3
 
         # A long interval: the batch is written by close(), on this test's thread, where the
         # in-memory channel layer can wake the consumer (its background writer could not).
@@ -106,6 +108,122 @@ def test_reconnecting_client_gets_only_what_it_missed(run, alice):
         await comm.disconnect()
 
     async_to_sync(body)()
+
+
+def rollouts(count: int, eval_every: int = 7):
+    """Events as a run reports them: per rollout a hint, METRICS and PROGRESS, and now and then
+    an EVALUATION; the mean return rises with the rollout."""
+    events, seq = [], 0
+    for i in range(count):
+        t = 512 * (i + 1)
+        for kind, data in [(EventKind.HINT, hint_data()), (EventKind.METRICS, metrics_data(i / count)),
+                           (EventKind.PROGRESS, progress_data(t, 512 * count))]:
+            seq += 1
+            events.append(event(seq, kind, t, **data))
+        if i % eval_every == 0:
+            seq += 1
+            events.append(event(seq, EventKind.EVALUATION, t, mean_return=0.5, success_rate=0.5, mean_length=9.0,
+                                episodes=5, sampled_mean_return=0.7, sampled_success_rate=0.75, sampled_mean_length=8.0))
+    return events
+
+
+def record(run, events, batch: int = 2000) -> None:
+    for start in range(0, len(events), batch):
+        services.run_record_events(run_id=run.pk, events=events[start : start + batch])
+
+
+async def backfill_answer(comm, last_seq: int) -> list[dict]:
+    """The messages of one back-fill answer, its closing state included."""
+    await comm.send_json_to({"type": "backfill", "last_seq": last_seq})
+    messages = []
+    while not (message := await comm.receive_json_from(timeout=10)).get("backfill"):
+        messages.append(message)
+    return messages + [message]
+
+
+def test_a_long_run_is_sent_as_its_rolled_up_history_and_its_last_events(run, alice):
+    """Past LONG_RUN_EVENTS, the first back-fill is the series from the rollups (each point a
+    chunk's mean, least and greatest value) up to a chunk boundary, then the events after it."""
+    from tests.web.test_rollups import expected_chunks
+
+    events = rollouts(3500)
+    record(run, events)
+    run.refresh_from_db()
+    assert run.last_seq > consumers.LONG_RUN_EVENTS
+
+    async def body():
+        comm = communicator(run.pk, alice)
+        await comm.connect()
+        history, *pages, state = await backfill_answer(comm, 0)
+        await comm.disconnect()
+        return history, pages, state
+
+    history, pages, state = async_to_sync(body)()
+    assert history["type"] == "history" and state["backfill"] and not state["more"]
+    level = rollups.level_for(run.last_seq, selectors.HISTORY_POINTS)
+    through = history["through_seq"]
+    assert (through + 1) % (1 << level) == 0 and consumers.RECENT_EVENTS <= run.last_seq - through
+    assert set(history["series"]) == set(rollups.SERIES)
+    for name in ("mean_return", "fps", "eval_sampled_return"):
+        series = history["series"][name]
+        expected = expected_chunks([e for e in events if e.seq <= through], name, level)
+        assert len(series["x"]) == len(expected) <= selectors.HISTORY_POINTS
+        for i, chunk in enumerate(sorted(expected)):
+            n, t, total, low, high = expected[chunk]
+            assert (series["n"][i], series["x"][i], series["y"][i], series["low"][i], series["high"][i]) == \
+                pytest.approx((n, round(t / n), total / n, low, high), abs=1e-4)
+    sent = [e for page in pages for e in page["events"]]
+    after = [e for e in events if e.seq > through]
+    assert [e["seq"] for e in sent if e["kind"] != "hint"] == [e.seq for e in after if e.kind != EventKind.HINT]
+    assert sent[-1]["seq"] == run.last_seq and len(sent) < run.last_seq - through + 1
+
+
+def test_a_client_far_behind_gets_pages_each_ending_with_more(run, alice, monkeypatch):
+    monkeypatch.setattr(consumers, "BACKFILL_PAGE", 100)
+    monkeypatch.setattr(consumers, "BACKFILL_BURST", 1)  # the next page needs no token
+    events = rollouts(200)
+    record(run, events)
+
+    async def body():
+        comm = communicator(run.pk, alice)
+        await comm.connect()
+        received, last_seq, answers = [], 0, 0
+        while True:
+            *pages, state = await backfill_answer(comm, last_seq)
+            answers += 1
+            page = [e for p in pages for e in p["events"]]
+            assert len([e for e in page if e["kind"] != "hint"]) <= 100
+            received += page
+            last_seq = page[-1]["seq"] if page else last_seq
+            if not state["more"]:
+                break
+        await comm.disconnect()
+        return received, answers
+
+    received, answers = async_to_sync(body)()
+    metrics = [e.seq for e in events if e.kind != EventKind.HINT]
+    assert answers == -(-len(metrics) // 100)
+    assert [e["seq"] for e in received if e["kind"] != "hint"] == metrics, "every event once, in order"
+
+
+def test_repeated_backfill_requests_are_rate_limited_per_connection(run, alice, monkeypatch):
+    monkeypatch.setattr(consumers, "BACKFILL_BURST", 3)
+    monkeypatch.setattr(consumers, "BACKFILL_PER_S", 10.0)
+    record(run, rollouts(5))
+
+    async def body():
+        comm = communicator(run.pk, alice)
+        await comm.connect()
+        for _ in range(3):
+            await backfill_answer(comm, 0)
+        started = time.monotonic()
+        for _ in range(5):
+            await backfill_answer(comm, 0)
+        await comm.disconnect()
+        return time.monotonic() - started
+
+    limited = async_to_sync(body)()
+    assert limited >= 5 / 10.0 * 0.9, f"past the burst one answer per 1/BACKFILL_PER_S s (took {limited:.2f} s)"
 
 
 def test_a_user_removed_from_the_team_is_dropped_at_the_next_backfill(run, alice, team_a):

@@ -37,11 +37,12 @@ def record_in_batches(run, events, rng):
         start += size
 
 
-def expected_chunks(events, metric: str, level: int) -> dict[int, tuple]:
-    """{chunk: (n, timestep sum, value sum, min, max)} computed from the events."""
+def expected_chunks(events, series: str, level: int) -> dict[int, tuple]:
+    """{chunk: (n, timestep sum, value sum, min, max)} of a series computed from the events."""
+    kind, column = rollups.SERIES[series]
     out: dict[int, list] = {}
     for e in events:
-        value = e.data.get(metric) if e.kind == EventKind.METRICS else None
+        value = e.data.get(column) if e.kind.value == kind else None
         if value is None:
             continue
         n, t, s, lo, hi = out.get(e.seq >> level, (0, 0.0, 0.0, np.inf, -np.inf))
@@ -66,7 +67,7 @@ def test_every_level_matches_the_events_whatever_the_batches(long_run):
     run, events = long_run
     top = run.last_seq.bit_length()
     for level in range(rollups.LEVEL_MIN, top + 1):
-        for metric in ("mean_return", "guidance_coef"):
+        for metric in ("mean_return", "guidance_coef", "fps"):
             expected, stored = expected_chunks(events, metric, level), stored_chunks(run, metric, level)
             assert stored.keys() == expected.keys(), (metric, level)
             for chunk, values in expected.items():

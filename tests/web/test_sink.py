@@ -151,19 +151,33 @@ def test_recording_a_batch_twice_stores_it_once(run):
 
 def test_backfill_returns_stored_events_after_a_seq_in_order(run):
     services.run_record_events(run_id=run.pk, events=a_run_of_events())
-    everything = selectors.run_events_since(run_id=run.pk, after_seq=0)
-    assert [e["seq"] for e in everything] == [2, 4, 5, 6, 8, 9]
+    page = selectors.run_events_since(run_id=run.pk, after_seq=0, limit=100)
+    everything = page.events
+    assert not page.more and [e["seq"] for e in everything] == [2, 4, 5, 6, 8, 9]
     assert everything[0]["kind"] == "hint" and everything[0]["data"]["teacher_action"] == "forward"
     assert everything[1] == {"seq": 4, "kind": "metrics", "timestep": 128, "time": 1_700_000_004.0,
                              "data": metrics_data(0.25)}
-    assert [e["seq"] for e in selectors.run_events_since(run_id=run.pk, after_seq=5)] == [6, 8, 9]
-    assert selectors.run_events_since(run_id=run.pk, after_seq=9) == []
+    assert [e["seq"] for e in selectors.run_events_since(run_id=run.pk, after_seq=5, limit=100).events] == [6, 8, 9]
+    assert selectors.run_events_since(run_id=run.pk, after_seq=9, limit=100) == selectors.EventPage(events=[], more=False)
+
+
+def test_backfill_pages_end_at_a_metric_and_carry_the_latest_hints_before_it(run):
+    """Hints at 1-10, metrics at 11-20, hints at 21-25, metrics at 26-30."""
+    events = [event(seq, EventKind.HINT, seq, **hint_data()) for seq in range(1, 11)]
+    events += [event(seq, EventKind.METRICS, seq, **metrics_data()) for seq in range(11, 21)]
+    events += [event(seq, EventKind.HINT, seq, **hint_data()) for seq in range(21, 26)]
+    events += [event(seq, EventKind.METRICS, seq, **metrics_data()) for seq in range(26, 31)]
+    services.run_record_events(run_id=run.pk, events=events)
+    first = selectors.run_events_since(run_id=run.pk, after_seq=0, limit=10, hint_limit=3)
+    assert first.more and [e["seq"] for e in first.events] == [8, 9, 10, *range(11, 21)]
+    last = selectors.run_events_since(run_id=run.pk, after_seq=20, limit=10, hint_limit=3)
+    assert not last.more and [e["seq"] for e in last.events] == [23, 24, 25, *range(26, 31)]
 
 
 def test_backfill_sends_only_the_latest_hints(run):
     hints = [event(seq, EventKind.HINT, seq, **hint_data()) for seq in range(1, 31)]
     services.run_record_events(run_id=run.pk, events=hints)
-    seqs = [e["seq"] for e in selectors.run_events_since(run_id=run.pk, after_seq=0, hint_limit=5)]
+    seqs = [e["seq"] for e in selectors.run_events_since(run_id=run.pk, after_seq=0, limit=100, hint_limit=5).events]
     assert seqs == [26, 27, 28, 29, 30]
 
 
@@ -322,3 +336,49 @@ def test_a_frozen_worker_whose_interrupted_run_was_deleted_stops_writing(run):
         sink.flush()
     assert sink.claim_lost.is_set() and Metric.objects.count() == 0
     sink.close()
+
+
+def test_a_resume_forgets_what_the_crashed_attempt_stored_after_its_checkpoint(run):
+    """Attempt 1 reports rollouts 1-10 (128 frames each) with a checkpoint after the 4th and
+    dies; attempt 2 resumes from that checkpoint and reports rollouts 5-10 again. Each timestep
+    keeps one point, the resumed attempt's, and the rollups are those of the rows left."""
+    from experiments_app import rollups
+    from experiments_app.models import MetricRollup
+
+    def rollout(seq: int, i: int, mean_return: float) -> list:
+        return [event(seq, EventKind.HINT, 128 * i, **hint_data()),
+                event(seq + 1, EventKind.METRICS, 128 * i, **metrics_data(mean_return)),
+                event(seq + 2, EventKind.PROGRESS, 128 * i, **progress_data(128 * i, 1280))]
+
+    first = [event(1, EventKind.RUN_STARTED, 0, config={"total_timesteps": 1280}, resumed=False, start_timestep=0,
+                   checkpoint_seq=None)]
+    for i in range(1, 11):
+        first += rollout(len(first) + 1, i, 0.1)
+        if i == 4:
+            checkpoint_seq = len(first) + 1
+            first.append(event(checkpoint_seq, EventKind.CHECKPOINT, 512, path="/runs/ckpt", timesteps=512))
+    services.run_record_events(run_id=run.pk, events=first)
+    resume_seq = len(first) + 1
+    second = [event(resume_seq, EventKind.RUN_STARTED, 512, config={"total_timesteps": 1280}, resumed=True,
+                    start_timestep=512, checkpoint_seq=checkpoint_seq)]
+    services.run_record_events(run_id=run.pk, events=second)
+    run.refresh_from_db()
+    assert run.timesteps == 512, "back at the checkpoint's frames until the next progress"
+    assert not Metric.objects.filter(run=run, seq__gt=checkpoint_seq).exists()
+    assert not Hint.objects.filter(run=run, seq__gt=checkpoint_seq).exists()
+    for i in range(5, 11):
+        services.run_record_events(run_id=run.pk, events=rollout(resume_seq + 1 + 3 * (i - 5), i, 0.9))
+
+    for kind in ("metrics", "progress"):
+        timesteps = list(Metric.objects.filter(run=run, kind=kind).order_by("seq").values_list("timestep", flat=True))
+        assert timesteps == [128 * i for i in range(1, 11)], kind
+    returns = Metric.objects.filter(run=run, kind="metrics").order_by("seq").values_list("mean_return", flat=True)
+    assert list(returns) == [0.1] * 4 + [0.9] * 6, "the redone rollouts are the resumed attempt's"
+    def chunks() -> list[tuple]:
+        rows = MetricRollup.objects.filter(run=run).values_list("metric", "level", "chunk", "n", "value_sum")
+        return sorted((*row[:4], round(row[4], 9)) for row in rows)
+
+    stored = chunks()
+    MetricRollup.objects.filter(run=run).delete()
+    rollups.metric_rollups_refresh(run_id=run.pk, first_seq=1, last_seq=Run.objects.get(pk=run.pk).last_seq)
+    assert stored == chunks() and stored, "rollups as if the crashed attempt's rows never were"
