@@ -22,8 +22,10 @@ LOG_LEVEL      default INFO
 BIDIR_RUNS_DIR where runs write checkpoints and summaries; default runs/
 BIDIR_STALE_AFTER_S  a running run whose heartbeat is older than this is interrupted (default 20;
                      the sink beats every 5 s)
-BIDIR_STALE_SWEEP_S  how often each web process and each worker looks for such runs (default 5;
-                     0: never)
+BIDIR_STALE_SWEEP_S  how often each web process and each worker looks for such runs, and for
+                     queued runs whose task is lost (default 5; 0: never)
+BIDIR_LOST_TASK_AFTER_S  a queued run whose task the broker no longer holds this long after it was
+                     sent is queued again (default 60)
 LOGIN_FAILURE_LIMIT  failed logins after which a username, and separately a client address, is
                      locked out (default 5; django-axes)
 LOGIN_LOCKOUT_MINUTES  how long such a lockout lasts (default 15); a successful login of the
@@ -237,6 +239,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 RUNS_DIR = Path(os.environ.get("BIDIR_RUNS_DIR") or BASE_DIR / "runs")
 STALE_AFTER_S = float(os.environ.get("BIDIR_STALE_AFTER_S", "20"))
 STALE_SWEEP_S = float(os.environ.get("BIDIR_STALE_SWEEP_S", "5"))
+LOST_TASK_AFTER_S = float(os.environ.get("BIDIR_LOST_TASK_AFTER_S", "60"))
 MAX_SEEDS_PER_EXPERIMENT = 16
 MAX_ACTIVE_RUNS_PER_USER = int(os.environ.get("BIDIR_MAX_ACTIVE_RUNS_PER_USER", "16"))
 HEALTH_CACHE_S = 5.0

@@ -304,6 +304,8 @@ def run_state(*, run: Run) -> dict[str, Any]:
         "eta_s": run.eta_s,
         "last_seq": run.last_seq,
         "stop_requested": run.stop_requested,
+        # Queued, but its task never reached the broker (it was down): sent again once it answers.
+        "no_task": run.status == Run.Status.QUEUED and not run.task_id and run.queued_at is not None,
         "error": run.error,
         "teacher_fault": run.teacher_fault,
         "summary": run.summary,

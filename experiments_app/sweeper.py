@@ -1,6 +1,6 @@
 """The stale-run sweeper: a daemon thread that marks interrupted (resumable) every running run
-whose heartbeat is older than ``STALE_AFTER_S`` (its worker died), every ``STALE_SWEEP_S``
-seconds. Each Celery worker and each web (ASGI) process runs one, so a run never stays
+whose heartbeat is older than ``STALE_AFTER_S`` (its worker died), and queues again every queued
+run whose task is lost (``services.run_requeue_lost``), every ``STALE_SWEEP_S`` seconds. Each Celery worker and each web (ASGI) process runs one, so a run never stays
 "running" forever, also while no worker is alive; the watchers of such a run see it change
 live. One indexed query per sweep; concurrent sweeps are safe (``run_mark_interrupted`` locks
 the rows it changes)."""
@@ -38,17 +38,20 @@ def start_stale_run_sweeper() -> bool:
 def sweep_stale_runs() -> list[int]:
     """One sweep: the ids of the runs it marked interrupted. Never raises for a database error
     (logged; the next sweep tries again on a fresh connection)."""
-    from experiments_app.services import run_mark_interrupted
+    from experiments_app.services import run_mark_interrupted, run_requeue_lost
 
     close_old_connections()
     try:
         interrupted = run_mark_interrupted()
+        requeued = run_requeue_lost()
     except DatabaseError:
         logger.warning("stale-run sweep failed", exc_info=True)
         connection.close()
         return []
     if interrupted:
         logger.warning("runs %s lost their worker (stale heartbeat): marked interrupted", interrupted)
+    if requeued:
+        logger.warning("runs %s had no task in the broker: queued again", requeued)
     return interrupted
 
 

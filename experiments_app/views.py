@@ -71,7 +71,8 @@ def experiment_launch(request: HttpRequest) -> HttpResponse:
     """GET: the form, filled from ``?clone=<experiment id>`` if given, else from the default
     preset. POST with ``preset`` (a preset button, without JavaScript): the form again with
     that preset applied. POST: launch, or 400 with the form and its per-field errors (as every
-    form of the site answers bad input)."""
+    form of the site answers bad input); 503 with the form and the reason while the broker is
+    down."""
     if request.method == "POST" and "preset" in request.POST:
         form = LaunchForm.from_preset(request.POST, user=request.user)
         return _launch_page(request, form, status=400 if form.is_bound else 200)
@@ -82,6 +83,8 @@ def experiment_launch(request: HttpRequest) -> HttpResponse:
                 experiment = services.experiment_create(owner=request.user, **form.experiment_arguments())
             except ValidationError as exc:
                 form.add_error(None, exc)
+                if getattr(exc, "code", None) == "broker_down":  # not the input's fault: try again later
+                    return _launch_page(request, form, status=503)
             else:
                 messages.success(request, f"Launched {experiment.name}: {len(form.cleaned_data['seeds'])} run(s) queued.")
                 return redirect("experiments:run", run_id=experiment.runs.order_by("seed").first().pk)

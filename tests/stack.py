@@ -101,7 +101,7 @@ class Session:
         fields.update({f"hp_{k}": v for k, v in {**hyperparameter_defaults(), **hyperparameters}.items()})
         self.get("/experiments/new/")
         status, location, body = self.post("/experiments/new/", fields)
-        assert status == 302 and location, f"launch refused ({status}): {re.findall(r'errorlist[^>]*>(.*?)</ul>', body, re.S)}"
+        assert status == 302 and location, f"launch refused ({status}): {re.findall(r'(?:errorlist[^>]*>|error-box.>)(.*?)</(?:ul|div)>', body, re.S)}"
         return int(re.fullmatch(r"/runs/(\d+)/", location).group(1))
 
 

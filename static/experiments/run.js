@@ -315,7 +315,8 @@
   function showState(run) {
     state = run;
     const status = $("status");
-    status.textContent = run.status + (run.stop_requested && !run.final ? " (stopping)" : "");
+    status.textContent = run.status + (run.stop_requested && !run.final ? " (stopping)" : "")
+      + (run.no_task ? " · waiting: no task (the broker was down; it is sent again once the broker answers)" : "");
     status.className = "status status-" + run.status;
     const total = run.total_timesteps || 0;
     $("progress").value = total ? Math.min(1, run.timesteps / total) : 0;

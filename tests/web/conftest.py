@@ -16,11 +16,12 @@ from tests.web.helpers import make_user, small_hyperparameters
 def queued(monkeypatch) -> list[tuple[int, str]]:
     """(run id, task id) of every train_run task queued, instead of sending it to a broker: it
     stands in for one (the test settings' ``memory://`` is none, and queueing there is refused)."""
-    from workers.tasks import train_run
+    from experiments_app import broker
 
-    monkeypatch.setattr(services, "broker_known", lambda: True)
+    monkeypatch.setattr(broker, "known", lambda: True)
+    monkeypatch.setattr(broker, "answers", lambda: True)
     sent: list[tuple[int, str]] = []
-    monkeypatch.setattr(train_run, "apply_async", lambda args, task_id: sent.append((args[0], task_id)))
+    monkeypatch.setattr(broker, "send_training_task", lambda run_id, task_id: sent.append((run_id, task_id)) or True)
     return sent
 
 
