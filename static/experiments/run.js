@@ -126,6 +126,22 @@
 
   // --- events ------------------------------------------------------------------------------
 
+  // Live events reach the charts at most once every PLOT_EVERY_MS: each Plotly update redraws
+  // its charts whole, and one per rollout (several a second with small rollouts) kept the
+  // renderer busy enough to slow the rollout view down. A back-fill's answer, and the events
+  // that came with the run's end, are drawn at once.
+  const PLOT_EVERY_MS = 1000;
+  let pendingPlot = [];
+  let plotTimer = null;
+
+  function flushPlot() {
+    if (plotTimer !== null) { window.clearTimeout(plotTimer); plotTimer = null; }
+    if (!pendingPlot.length) return;
+    const events = pendingPlot;
+    pendingPlot = [];
+    plotEvents(events);
+  }
+
   function applyEvents(events) {
     const fresh = events.filter((e) => e.seq > lastSeq).sort((a, b) => a.seq - b.seq);
     if (!fresh.length) return;
@@ -137,12 +153,14 @@
         const empty = () => chart.traces.map(() => []);
         plotly.restyle(chart.id, { x: empty(), y: empty(), text: empty() });
       }
+      pendingPlot = [];
       lastSeq = 0;
       requestBackfill();
       return;
     }
     lastSeq = fresh[fresh.length - 1].seq;
-    plotEvents(fresh);
+    pendingPlot.push(...fresh);
+    if (plotTimer === null) plotTimer = window.setTimeout(flushPlot, PLOT_EVERY_MS);
     const hints = fresh.filter((e) => e.kind === "hint");
     if (hints.length) showHint(hints[hints.length - 1]);
   }
@@ -372,10 +390,12 @@
       else if (message.type === "history") plotHistory(message);
       else if (message.type === "run") {
         showState(message.run);
+        if (message.run.final) flushPlot(); // the last points, with the status that says it ended
         if (message.backfill) {
           backfillSentAt = null;
           retryDelayMs = RETRY_MIN_MS;
           if (message.more) { requestBackfill(); return; } // the next page, at once
+          flushPlot();
           complete = message.run.final;
           setConnection("live", "ok");
         }

@@ -1,9 +1,10 @@
 """The live rollout view in headless Chromium, against the same `run_local.py` stack as
 test_browser.py (its fixtures): frames painted per second on the page of a running run, the
 agent's field of view shaded, the episode's return shown. Writes the frames-per-second figure
-to test-artifacts/live-frames.txt (the README quotes it: at least 10 a second on a 2-core
-machine) and a screenshot to test-artifacts/run-live-view.png. It asserts only that frames keep
-coming, in order: a rate is a measurement, and a loaded machine would make it a flaky test."""
+to test-artifacts/live-frames.txt (the README quotes it; the target is at least 10 a second on
+a 2-core machine) and a screenshot to test-artifacts/run-live-view.png. It asserts only that
+frames keep coming, in order: a rate is a measurement, and a loaded machine would make it a
+flaky test."""
 
 from __future__ import annotations
 
