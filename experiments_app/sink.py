@@ -19,8 +19,16 @@ URGENT = frozenset(
 )
 """Kinds that change what the run page says about the run: written at once."""
 
-RETRY_S = 1.0
-"""How long the background writer waits after a failed write before trying again."""
+RETRY_S = 0.5
+"""How long a writer waits after a failed write before trying again; doubled after each failure
+of the same outage, up to RETRY_MAX_S."""
+RETRY_MAX_S = 5.0
+OUTAGE_LIMIT_S = 300.0
+"""How long writes may keep failing (a database restarting, a network blip) before the run fails."""
+
+
+class EventsNotStored(DatabaseError):
+    """The run's events could not be written for OUTAGE_LIMIT_S: the run cannot go on."""
 
 
 class DatabaseSink:
@@ -30,14 +38,16 @@ class DatabaseSink:
     pending once the oldest of it is that old, so an event the engine emits just before a
     silent stretch (the PROGRESS closing a rollout, while the next rollout or an evaluation
     runs) reaches the page within that time, not with the engine's next event. Events emitted
-    together (a rollout's METRICS and PROGRESS) share one batch. Urgent kinds, a batch of
-    ``max_batch`` events and ``close`` are written at once, on the emitting thread when it is
-    the thread that created the sink; from other threads (the teacher's fault reports) they
-    go to the background writer without delay. Writes never overlap and go in seq order.
+    together (a rollout's METRICS and PROGRESS) share one batch. Urgent kinds and a batch of
+    ``max_batch`` events go to the background writer at once; an urgent event emitted on the
+    thread that created the sink (the engine's) returns once it is stored, so that the engine
+    goes on (replaces a checkpoint, ends) only with the database knowing. ``flush`` and
+    ``close`` write on the calling thread. Writes never overlap and go in seq order.
 
-    A failed write raises from the creating thread's write (so the engine fails the run, as
-    for any error); the background writer puts the batch back and tries again after
-    ``RETRY_S``.
+    The engine's thread never writes, so a database blip does not stop training: a failed
+    write is retried with backoff (RETRY_S, doubling up to RETRY_MAX_S), its events kept, for
+    up to OUTAGE_LIMIT_S; past that the next ``emit`` (and ``flush``, ``close``) raises
+    EventsNotStored, and the engine fails the run.
 
     Frames are never stored: each goes straight to the channel layer. The engine already sends
     them at the run's ``frame_interval_s`` (``workers.engine.LiveView``, the one frame
@@ -76,6 +86,11 @@ class DatabaseSink:
         self._due_now = False  # an urgent event from another thread waits for the writer
         self._closing = False
         self._write = threading.Lock()  # one write at a time, each taking all that is pending
+        self._stored = threading.Condition()  # guards _stored_seq, _failure; notified after each write
+        self._stored_seq = 0
+        self._failure: EventsNotStored | None = None
+        self._failing_since: float | None = None  # monotonic start of the current outage
+        self._retry_s = RETRY_S
         self._last_stop_poll = float("-inf")
         self._stop = False
         self._closed = threading.Event()
@@ -89,49 +104,96 @@ class DatabaseSink:
             self._heartbeat.start()
 
     def emit(self, event: Event) -> None:
-        if self.claim_lost.is_set():
-            raise services.RunClaimLost(f"run {self.run_id} is no longer attempt {self.attempt}'s")
+        self._raise_if_done()
         if event.kind == EventKind.FRAME:
             services.run_frame_publish(run_id=self.run_id, event=event)
             return
         now = time.monotonic()
-        at_once = event.kind in URGENT
+        urgent = event.kind in URGENT
         with self._pending:
             if not self._buffer:
                 self._oldest = now
             self._buffer.append(event)
-            at_once = at_once or len(self._buffer) >= self.max_batch
-            if at_once and threading.get_ident() != self._owner:
+            if urgent or len(self._buffer) >= self.max_batch:
                 self._due_now = True
             self._pending.notify()
-        if at_once and threading.get_ident() == self._owner:
-            self.flush()
+        if urgent and threading.get_ident() == self._owner:
+            with self._stored:
+                self._stored.wait_for(
+                    lambda: self._stored_seq >= event.seq or self._failure is not None or self.claim_lost.is_set()
+                )
+            self._raise_if_done()
 
     def flush(self) -> None:
-        """Write everything buffered now, on the calling thread; raises what the write raised,
-        the events kept for the next write."""
+        """Write everything buffered now, on the calling thread, retrying a failed write as the
+        background writer does; raises RunClaimLost, or EventsNotStored past OUTAGE_LIMIT_S."""
+        while not self._write_pending():
+            self._raise_if_done()
+            time.sleep(self._retry_in())
+        self._raise_if_done()
+
+    def _write_pending(self) -> bool:
+        """One write of everything buffered; False if it failed (the events kept, the failure
+        logged), True if it succeeded or there was nothing to write. Raises RunClaimLost."""
         with self._write:
             with self._pending:
                 batch, self._buffer, self._due_now = self._buffer, [], False
-            if not batch:
-                return
+            if not batch or self._failure is not None:
+                return True
             try:
                 services.run_record_events(run_id=self.run_id, events=batch, attempt=self.attempt)
             except services.RunClaimLost:
                 self._lose_claim()
                 raise
-            except BaseException:
+            except Exception as exc:
                 with self._pending:
                     self._buffer[:0] = batch
                     self._oldest = time.monotonic()
-                raise
+                self._failed_write(exc)
+                return False
+            with self._stored:
+                self._stored_seq = max(self._stored_seq, max(e.seq for e in batch))
+                self._failing_since = None
+                self._stored.notify_all()
+            return True
+
+    def _failed_write(self, exc: Exception) -> None:
+        now = time.monotonic()
+        connection.close()  # a broken connection is not reused; the next write opens another
+        with self._stored:
+            if self._failing_since is None:
+                self._failing_since, self._retry_s = now, RETRY_S
+            down_s = now - self._failing_since
+            if down_s > OUTAGE_LIMIT_S:
+                self._failure = EventsNotStored(
+                    f"the events of run {self.run_id} could not be stored for {down_s:.0f} s: {type(exc).__name__}: {exc}")
+                self._stored.notify_all()
+        logger.warning("writing events of run %s failed for %.0f s; retrying in %.1f s (training goes on)",
+                       self.run_id, down_s, self._retry_s, exc_info=True)
+
+    def _retry_in(self) -> float:
+        """The wait before the next try of the current outage, doubling each time."""
+        with self._stored:
+            wait, self._retry_s = self._retry_s, min(self._retry_s * 2, RETRY_MAX_S)
+        return wait
+
+    def _raise_if_done(self) -> None:
+        if self.claim_lost.is_set():
+            raise services.RunClaimLost(f"run {self.run_id} is no longer attempt {self.attempt}'s")
+        if self._failure is not None:
+            raise self._failure
 
     def should_stop(self) -> bool:
-        """True once a stop was requested; asks the database at most every ``stop_poll_s``."""
+        """True once a stop was requested; asks the database at most every ``stop_poll_s``
+        (while it does not answer, the answer is the last one it gave)."""
         now = time.monotonic()
         if not self._stop and now - self._last_stop_poll >= self.stop_poll_s:
             self._last_stop_poll = now
-            self._stop = selectors.run_stop_requested(run_id=self.run_id)
+            try:
+                self._stop = selectors.run_stop_requested(run_id=self.run_id)
+            except DatabaseError:
+                logger.warning("run %s: could not read its stop flag", self.run_id, exc_info=True)
+                connection.close()
         return self._stop
 
     def close(self) -> None:
@@ -149,8 +211,8 @@ class DatabaseSink:
 
     def _write_when_due(self) -> None:
         """The background writer: sleeps until the oldest buffered event is
-        ``flush_interval_s`` old (or an urgent one from another thread arrives), then writes
-        all that is buffered. Leaves the rest to ``close``."""
+        ``flush_interval_s`` old (or an urgent one or a full batch arrives), then writes all
+        that is buffered, retrying after a failure. Leaves the rest to ``close``."""
         try:
             while True:
                 with self._pending:
@@ -159,14 +221,15 @@ class DatabaseSink:
                     if self._closing:
                         return
                 try:
-                    self.flush()
+                    written = self._write_pending()
                 except services.RunClaimLost:
                     return
-                except Exception:
-                    logger.warning("writing events of run %s failed; retrying in %.0f s", self.run_id, RETRY_S, exc_info=True)
-                    connection.close()
+                if self._failure is not None:
+                    return
+                if not written:
+                    wait = self._retry_in()
                     with self._pending:
-                        self._pending.wait_for(lambda: self._closing, timeout=RETRY_S)
+                        self._pending.wait_for(lambda: self._closing, timeout=wait)
         finally:
             connection.close()  # this thread's own connection
 

@@ -102,11 +102,25 @@ def test_writes_are_batched_until_the_interval_or_an_urgent_event(run):
     assert messages[0]["run"]["last_seq"] == 3 and messages[0]["run"]["timesteps"] == 128
 
 
-def test_a_full_batch_is_written_without_waiting(run):
+def test_a_full_batch_is_written_at_once_and_never_on_the_engine_s_thread(run, monkeypatch):
+    import threading
+
+    from experiments_app import sink as sink_module
+
+    real, writers = services.run_record_events, []
+    monkeypatch.setattr(sink_module.services, "run_record_events",
+                        lambda **kwargs: writers.append(threading.get_ident()) or real(**kwargs))
     sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=3600, max_batch=3)
     for seq in (1, 2, 3):
         sink.emit(event(seq, EventKind.PROGRESS, seq, **progress_data(seq)))
-    assert Metric.objects.count() == 3
+    deadline = time.monotonic() + 5
+    while Metric.objects.count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert Metric.objects.count() == 3, "not after the hour-long flush interval"
+    sink.emit(event(4, EventKind.CHECKPOINT, 4, path="/tmp/c", timesteps=4))
+    assert Run.objects.get(pk=run.pk).last_seq == 4, "an urgent event returns once stored"
+    sink.close()
+    assert writers[:2] and threading.get_ident() not in writers[:2], "written by the background writer"
 
 
 def test_run_finished_makes_the_run_final_with_its_summary(run):
@@ -258,6 +272,59 @@ def test_a_failed_background_write_is_retried_and_nothing_is_lost(run, monkeypat
     assert calls[:2] == [[1], [1]] and list(Metric.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2]
 
 
+def failing_writes(monkeypatch, for_s: float) -> list[float]:
+    """run_record_events fails with a DatabaseError for ``for_s`` from the first call, as while
+    a database restarts; returns the times of the calls."""
+    from experiments_app import sink as sink_module
+
+    real, calls = services.run_record_events, []
+
+    def blip(**kwargs):
+        calls.append(time.monotonic())
+        if calls[-1] - calls[0] < for_s:
+            raise sink_module.DatabaseError("the database system is shutting down")
+        real(**kwargs)
+
+    monkeypatch.setattr(sink_module, "RETRY_S", 0.05)
+    monkeypatch.setattr(sink_module, "RETRY_MAX_S", 0.2)
+    monkeypatch.setattr(sink_module.services, "run_record_events", blip)
+    monkeypatch.setattr(sink_module.selectors, "run_stop_requested",
+                        lambda run_id: (_ for _ in ()).throw(sink_module.DatabaseError("down")))
+    return calls
+
+
+def test_a_database_blip_neither_stops_training_nor_loses_an_event(run, monkeypatch):
+    """While writes fail, non-urgent events are only buffered (the engine goes on at once), the
+    stop flag reads as before, an urgent event waits until it is stored; nothing is lost."""
+    calls = failing_writes(monkeypatch, for_s=1.0)
+    sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=0.01, max_batch=2, stop_poll_s=0)
+    started = time.monotonic()
+    for seq in range(1, 21):
+        sink.emit(event(seq, EventKind.PROGRESS, 128 * seq, **progress_data(128 * seq)))
+        assert sink.should_stop() is False
+    buffered_s = time.monotonic() - started
+    sink.emit(event(21, EventKind.CHECKPOINT, 2560, path="/tmp/c", timesteps=2560))
+    waited_s = time.monotonic() - started
+    sink.close()
+    assert buffered_s < 0.5, f"the engine's thread waited {buffered_s:.2f} s for a failing database"
+    assert waited_s >= 0.9 and len(calls) >= 4, "the checkpoint returned once the database was back"
+    assert list(Metric.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, 21))
+    assert Run.objects.get(pk=run.pk).checkpoint_path == "/tmp/c"
+
+
+def test_an_outage_longer_than_the_limit_fails_the_run(run, monkeypatch):
+    from experiments_app import sink as sink_module
+
+    failing_writes(monkeypatch, for_s=3600)
+    monkeypatch.setattr(sink_module, "OUTAGE_LIMIT_S", 0.3)
+    sink = DatabaseSink(run.pk, heartbeat_s=None, flush_interval_s=0.01)
+    sink.emit(event(1, EventKind.PROGRESS, 128, **progress_data(128)))
+    with pytest.raises(sink_module.EventsNotStored, match="could not be stored for"):
+        sink.emit(event(2, EventKind.CHECKPOINT, 128, path="/tmp/c", timesteps=128))
+    with pytest.raises(sink_module.EventsNotStored):
+        sink.close()
+
+
 # --- a worker that lost its run to a newer attempt -------------------------------------------
 
 
@@ -295,8 +362,9 @@ def test_a_frozen_worker_whose_run_was_resumed_elsewhere_writes_nothing_more(run
     _interrupt(run)
     services.run_resume(user=run.experiment.owner, run=run)
     new = services.run_claim(run_id=run.pk, worker_host="w2", task_id="t2")
-    DatabaseSink(run.pk, attempt=new.attempt, heartbeat_s=None, max_batch=1).emit(
-        event(2, EventKind.PROGRESS, 128, **progress_data(128)))
+    new_sink = DatabaseSink(run.pk, attempt=new.attempt, heartbeat_s=None)
+    new_sink.emit(event(2, EventKind.PROGRESS, 128, **progress_data(128)))
+    new_sink.close()
 
     old_sink.emit(event(2, EventKind.PROGRESS, 256, **progress_data(256)))  # buffered: the loss shows on writing
     with pytest.raises(services.RunClaimLost):
