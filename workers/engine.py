@@ -22,9 +22,11 @@ import json
 import os
 import platform
 import shutil
+import tempfile
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,8 @@ from workers.student import GuidedPPO, MinigridCNN
 from workers.teachers import TeacherError
 
 CHECKPOINT_DIR = "checkpoint"
+PARTIAL = ".partial-"
+"""Infix of the files an attempt writes before it puts them in place (``checkpoint.partial-*``)."""
 MIN_EPISODES_FOR_THRESHOLD = 20
 """frames_to_threshold needs the training return over at least this many episodes."""
 
@@ -280,26 +284,31 @@ class _Run:
     # --- checkpoints ---------------------------------------------------------------------
 
     def checkpoint(self, model: GuidedPPO | None) -> None:
-        """Write model and run state, announce them, then put them in place in one rename."""
+        """Write model and run state into a directory of this process's own, announce them,
+        then put them in place in one rename."""
         final = self.out_dir / CHECKPOINT_DIR
-        tmp = self.out_dir / (CHECKPOINT_DIR + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if model is not None:
-            model.save(tmp / "model.zip")
-        state = {
-            "timesteps": self.timesteps,
-            "last_seq": self.emitter.last_seq + 1,  # the CHECKPOINT event's own number
-            "wall_s": self.wall_s(),
-            "frames_to": [[k, v] for k, v in self.frames_to.items()],
-            "next_eval": self.next_eval,
-            "guidance": self.guidance.state_dict(),
-        }
-        (tmp / "state.json").write_text(json.dumps(state))
-        # Announced before it replaces the last one: a sink that refuses the event (the web
-        # app's, once a newer attempt of the run took over from this worker) stops this run
-        # before it overwrites the newer attempt's checkpoint.
-        self.emit(EventKind.CHECKPOINT, path=str(final), timesteps=self.timesteps)
+        # Its own: a worker that was presumed dead and wakes up must not write into, or delete,
+        # the directory the newer attempt of its run is writing.
+        tmp = Path(tempfile.mkdtemp(prefix=CHECKPOINT_DIR + PARTIAL, dir=self.out_dir))
+        try:
+            if model is not None:
+                model.save(tmp / "model.zip")
+            state = {
+                "timesteps": self.timesteps,
+                "last_seq": self.emitter.last_seq + 1,  # the CHECKPOINT event's own number
+                "wall_s": self.wall_s(),
+                "frames_to": [[k, v] for k, v in self.frames_to.items()],
+                "next_eval": self.next_eval,
+                "guidance": self.guidance.state_dict(),
+            }
+            (tmp / "state.json").write_text(json.dumps(state))
+            # Announced before it replaces the last one: a sink that refuses the event (the web
+            # app's, once a newer attempt of the run took over from this worker) stops this run
+            # before it overwrites the newer attempt's checkpoint.
+            self.emit(EventKind.CHECKPOINT, path=str(final), timesteps=self.timesteps)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
 
@@ -348,6 +357,21 @@ class _Run:
         }
 
 
+def _write_announced(path: Path, text: str, announce: Callable[[], None]) -> None:
+    """Write ``text`` to a file of this process's own beside ``path``, call ``announce``, then
+    rename the file to ``path``; if ``announce`` raises (a sink refusing a superseded attempt's
+    event), the file is removed and ``path`` left as it was."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + PARTIAL, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        announce()
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    os.replace(tmp, path)
+
+
 def _last_seq_of_checkpoint(out_dir: Path) -> int:
     state = out_dir / CHECKPOINT_DIR / "state.json"
     return json.loads(state.read_text())["last_seq"] if state.exists() else 0
@@ -374,6 +398,8 @@ def train(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for partial in out_dir.glob(f"*{PARTIAL}*"):  # of an attempt that died before its rename
+        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
     state_path = out_dir / CHECKPOINT_DIR / "state.json"
     if resume and not state_path.exists():
         raise FileNotFoundError(f"no checkpoint to resume from in {out_dir}")
@@ -417,8 +443,8 @@ def train(
             except TeacherError:
                 run.drop_faulty_teacher()
         summary = run.summary(status, fps, stats)
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        run.emit(EventKind.RUN_FINISHED, status=status, summary=summary)
+        _write_announced(out_dir / "summary.json", json.dumps(summary, indent=2),
+                         lambda: run.emit(EventKind.RUN_FINISHED, status=status, summary=summary))
         return summary
     except BaseException as exc:
         emitter.emit(

@@ -221,3 +221,31 @@ def test_samples_the_student_already_follows_sit_out_the_distillation_passes(tmp
                       guidance_tolerance=tolerance)
         kl[tolerance] = sink.of_kind(EventKind.METRICS)[0].data["guidance_loss"]
     assert kl[0.0] < kl[100.0], "the passes ran only where the tolerance let them"
+
+
+class RefusesFrom(ListSink):
+    """Refuses every event from the first of ``kind`` on, as the web app's sink refuses a
+    superseded attempt's."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind, self.refusing = kind, False
+
+    def emit(self, event):
+        self.refusing = self.refusing or event.kind == self.kind
+        if self.refusing:
+            raise RuntimeError("not this attempt's run any more")
+        super().emit(event)
+
+
+@pytest.mark.parametrize("kind", [EventKind.CHECKPOINT, EventKind.RUN_FINISHED])
+def test_an_attempt_whose_event_is_refused_leaves_the_run_s_files_as_they_were(tmp_path, kind):
+    config = RunConfig(**{**SMALL, "mode": Mode.PPO, "total_timesteps": 1024, "checkpoint_interval": 1,
+                          "eval_interval": 0, "eval_episodes": 1})
+    (tmp_path / "summary.json").write_text("the newer attempt's")
+    (tmp_path / "checkpoint.partial-dead").mkdir()  # left by an attempt killed before its rename
+    with pytest.raises(RuntimeError, match="not this attempt's"):
+        train(config, RefusesFrom(kind), out_dir=tmp_path)
+    assert (tmp_path / "summary.json").read_text() == "the newer attempt's"
+    assert not list(tmp_path.glob("*.partial-*")), "no file half-written, none left over"
+    assert (tmp_path / "checkpoint").exists() == (kind == EventKind.RUN_FINISHED)
