@@ -8,9 +8,10 @@ run of ``--rows`` metric rows (per rollout a METRICS and a PROGRESS row, an EVAL
   time, its bytes, the Python memory it allocated at its peak (tracemalloc) and the events it
   carried; and, for comparison, an unbounded read of every stored row after seq 0 (what the
   back-fill did before it was paged);
-* with ``--browser`` (BIDIR_CHROMIUM, or /usr/bin/chromium): the time from navigation until the
-  page says "live" (the back-fill applied and the charts drawn), in headless Chromium against
-  ``manage.py runserver`` on 127.0.0.1, and the growth of that server's resident memory.
+* with ``--browser`` (Chromium: $BIDIR_CHROMIUM, or Debian's /usr/bin/chromium): the time
+  from navigation until the page says "live" (the back-fill applied and the charts drawn), in
+  headless Chromium against ``manage.py runserver`` on 127.0.0.1, and the growth of that
+  server's resident memory.
 
     .venv/bin/python benchmarks/backfill.py --db /tmp/backfill.sqlite3 --browser
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import tempfile
@@ -30,10 +30,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from compare_page import ROOT, runserver, setup_django
-
-CHROMIUM = Path(os.environ.get("BIDIR_CHROMIUM", "/usr/bin/chromium"))
-
+from compare_page import ROOT, chromium_path, runserver, setup_django
 
 def populate(rows: int) -> tuple[object, int]:
     """A user, its team and one succeeded run of about ``rows`` metric rows, as the engine
@@ -155,7 +152,7 @@ def measure_browser(db_path: Path, session_id: str, run_id: int, repeats: int = 
         url = f"http://127.0.0.1:{port}/runs/{run_id}/"
         with sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=str(CHROMIUM),
+                executable_path=chromium_path(),
                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
             )
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -182,6 +179,8 @@ def main() -> None:
     parser.add_argument("--db", type=Path, help="keep the database at this path; reuse it if it exists")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
+    if args.browser:
+        chromium_path()  # before filling a database: says how to get one where there is none
 
     with tempfile.TemporaryDirectory(prefix="bidir-bench-") as tmp:
         db_path = args.db or Path(tmp) / "bench.sqlite3"

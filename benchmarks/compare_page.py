@@ -5,8 +5,9 @@ product's rollups), then measures
 
 * the server's response time (Django test client, in process: no network) and payload size of
   the compare page and of its JSON, for all the runs at once and for one experiment's seeds;
-* with ``--browser`` (needs /usr/bin/chromium), first contentful paint and the time until both
-  charts are drawn, in headless Chromium against ``manage.py runserver`` on 127.0.0.1.
+* with ``--browser`` (Chromium: $BIDIR_CHROMIUM, or Debian's /usr/bin/chromium), first
+  contentful paint and the time until both charts are drawn, in headless Chromium against
+  ``manage.py runserver`` on 127.0.0.1.
 
     .venv/bin/python benchmarks/compare_page.py                      # 100 runs x 1,000 points
     .venv/bin/python benchmarks/compare_page.py --points 100000 --browser --db /tmp/cmp.sqlite3
@@ -35,7 +36,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS_PER_EXPERIMENT = 10
-CHROMIUM = Path("/usr/bin/chromium")
+
+
+def chromium_path() -> str:
+    """The Chromium ``--browser`` drives: $BIDIR_CHROMIUM, else the one the study's figure
+    export finds (Debian's /usr/bin/chromium, any Chrome/Chromium on PATH); SystemExit saying
+    how to get one where there is none."""
+    sys.path.insert(0, str(ROOT))  # (run as a script: its own folder is on the path, not the project)
+    from study.chrome import chrome_path
+
+    path = os.environ.get("BIDIR_CHROMIUM") or chrome_path()
+    if not path or not Path(path).is_file():
+        raise SystemExit("--browser needs Chromium: install Debian's chromium package or set BIDIR_CHROMIUM=/path/to/chrome")
+    return path
 
 
 def setup_django(db_path: Path) -> None:
@@ -157,7 +170,7 @@ def measure_browser(db_path: Path, session_id: str, paths: list[str], repeats: i
         results = {}
         with sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=str(CHROMIUM),
+                executable_path=chromium_path(),
                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
             )
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
