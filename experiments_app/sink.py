@@ -136,9 +136,11 @@ class DatabaseSink:
         """One write of everything buffered; False if it failed (the events kept, the failure
         logged), True if it succeeded or there was nothing to write. Raises RunClaimLost."""
         with self._write:
+            if self._failure is not None:  # the run is failing: nothing more is tried
+                return True
             with self._pending:
                 batch, self._buffer, self._due_now = self._buffer, [], False
-            if not batch or self._failure is not None:
+            if not batch:
                 return True
             try:
                 services.run_record_events(run_id=self.run_id, events=batch, attempt=self.attempt)
