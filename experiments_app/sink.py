@@ -44,9 +44,9 @@ class DatabaseSink:
     goes on (replaces a checkpoint, ends) only with the database knowing. ``flush`` and
     ``close`` write on the calling thread. Writes never overlap and go in seq order.
 
-    The engine's thread never writes, so a database blip does not stop training: a failed
-    write is retried with backoff (RETRY_S, doubling up to RETRY_MAX_S), its events kept, for
-    up to OUTAGE_LIMIT_S; past that the next ``emit`` (and ``flush``, ``close``) raises
+    While the engine trains, its thread never writes (only ``flush`` and ``close`` do, at the
+    end), so a database blip does not stop training: a failed write is retried with backoff
+    (RETRY_S, doubling up to RETRY_MAX_S), its events kept, for up to OUTAGE_LIMIT_S; past that the next ``emit`` (and ``flush``, ``close``) raises
     EventsNotStored, and the engine fails the run.
 
     Frames are never stored: each goes straight to the channel layer. The engine already sends
@@ -243,6 +243,8 @@ class DatabaseSink:
         with self._pending:
             self._buffer.clear()
             self._pending.notify()
+        with self._stored:  # an urgent emit waiting for its write gives up now
+            self._stored.notify_all()
 
     def _due_in(self) -> float:
         return self._oldest + self.flush_interval_s - time.monotonic()

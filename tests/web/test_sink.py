@@ -378,6 +378,31 @@ def test_a_frozen_worker_whose_run_was_resumed_elsewhere_writes_nothing_more(run
     assert run.checkpoint_path == ""
 
 
+def test_an_urgent_event_waiting_for_its_write_gives_up_when_the_run_is_lost(run):
+    """A frozen worker wakes and checkpoints: the writer learns the run is a newer attempt's,
+    and the engine's emit raises instead of waiting for a write that will never come."""
+    import threading
+
+    claimed = services.run_claim(run_id=run.pk, worker_host="w1", task_id="t1")
+    _interrupt(run)
+    services.run_resume(user=run.experiment.owner, run=run)
+    services.run_claim(run_id=run.pk, worker_host="w2", task_id="t2")
+    raised = []
+
+    def engine() -> None:  # a thread of its own, so that a hang fails the test instead of hanging it
+        sink = DatabaseSink(run.pk, attempt=claimed.attempt, heartbeat_s=None)
+        try:
+            sink.emit(event(1, EventKind.CHECKPOINT, 128, path="/tmp/c", timesteps=128))
+        except services.RunClaimLost as exc:
+            raised.append(exc)
+        sink.close()
+
+    thread = threading.Thread(target=engine, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and raised, "emit returned with RunClaimLost"
+
+
 def test_a_worker_whose_run_was_queued_again_loses_it_at_its_next_heartbeat(run):
     claimed = services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
     _interrupt(run)
