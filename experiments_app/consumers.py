@@ -174,7 +174,10 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     async def run_update(self, message: dict[str, Any]) -> None:
         if self.group is None:  # dropped: a live message already on its way is not delivered
             return
-        if message.get("events"):
+        # While the client pages through a back-fill, live events would overtake the pages to
+        # come (it skips what is older than the newest it holds); they are stored, so the
+        # pages carry them.
+        if message.get("events") and self.next_page_after is None:
             await self.send_json({"type": "events", "events": message["events"]})
         await self.send_json({"type": "run", "run": message["run"]})
 

@@ -123,6 +123,10 @@ class Run(models.Model):
         null=True, blank=True, help_text="The summary's final_eval_return, as a column: lists sort by it."
     )
     stop_requested = models.BooleanField(default=False)
+    rewound_attempt = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="The last attempt that deleted stored events (it started over, or resumed from a checkpoint).",
+    )
 
     class Meta:
         ordering = ["experiment", "seed"]

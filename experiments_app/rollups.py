@@ -94,7 +94,7 @@ def metric_rollups_forget(*, run_id: int, first_seq: int, last_seq: int) -> None
     deleting transaction."""
     if last_seq < first_seq:
         return
-    for level in range(LEVEL_MIN, last_seq.bit_length() + 1):
+    for level in range(LEVEL_MIN, max(LEVEL_MIN, last_seq.bit_length()) + 1):  # the levels refresh writes
         MetricRollup.objects.filter(
             run_id=run_id, level=level, chunk__gte=first_seq >> level, chunk__lte=last_seq >> level
         ).delete()

@@ -303,6 +303,7 @@ def run_state(*, run: Run) -> dict[str, Any]:
         "fps": run.fps,
         "eta_s": run.eta_s,
         "last_seq": run.last_seq,
+        "rewound_attempt": run.rewound_attempt,
         "stop_requested": run.stop_requested,
         # Queued, but its task never reached the broker (it was down): sent again once it answers.
         "no_task": run.status == Run.Status.QUEUED and not run.task_id and run.queued_at is not None,

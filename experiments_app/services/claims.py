@@ -57,14 +57,17 @@ def run_claim(*, run_id: int, worker_host: str, task_id: str) -> Run | None:
 
 @transaction.atomic
 def run_discard_events(*, run: Run) -> None:
-    """Forget what an attempt without a checkpoint recorded, before training starts over."""
+    """Forget what an attempt without a checkpoint recorded, before training starts over (its
+    numbers start at 1 again)."""
     Metric.objects.filter(run=run).delete()
     MetricRollup.objects.filter(run=run).delete()
     Hint.objects.filter(run=run).delete()
     Run.objects.filter(pk=run.pk).update(
-        last_seq=0, timesteps=0, fps=None, eta_s=None, teacher_fault="", summary=None, final_eval_return=None
+        last_seq=0, timesteps=0, fps=None, eta_s=None, teacher_fault="", summary=None, final_eval_return=None,
+        rewound_attempt=run.attempt,
     )
     run.last_seq = 0
+    notify.run_changed(run=Run.objects.get(pk=run.pk))  # pages showing the old events reload
 
 
 class RunClaimLost(Exception):

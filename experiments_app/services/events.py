@@ -31,6 +31,8 @@ def _started(run: Run, data: dict[str, Any]) -> dict[str, Any]:
     updates: dict[str, Any] = {"total_timesteps": int(data.get("config", {}).get("total_timesteps") or run.total_timesteps)}
     if isinstance(data.get("start_timestep"), int):
         updates["timesteps"] = data["start_timestep"]
+    if isinstance(data.get("checkpoint_seq"), int):
+        updates["rewound_attempt"] = run.attempt  # its events after the checkpoint are gone: pages reload
     return updates
 
 

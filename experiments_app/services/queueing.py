@@ -62,13 +62,15 @@ def run_requeue_lost(*, now: datetime | None = None) -> list[int]:
     """Send again, and return the ids of, the queued runs whose task is gone: never sent (the
     broker refused it), or sent more than LOST_TASK_AFTER_S ago and no longer held by the
     broker (it lost its data). Nothing while the broker does not answer. Each run gets a new
-    task id, taken with a conditional update, so that processes sweeping at once send it once;
-    a task that was not lost after all is refused by ``run_claim`` when the copy arrives."""
+    task id, taken with a conditional update, so that processes sweeping at once send it once.
+    A task that was not lost after all (read between the broker's queue and its unacknowledged
+    set) makes two: the first to arrive trains the run; ``run_claim`` refuses the other while it
+    runs and once it is final, and one that arrives after the run was interrupted resumes it."""
     now = now or timezone.now()
     queued = Run.objects.filter(status=Run.Status.QUEUED, stop_requested=False)
     never_sent = Q(task_id="", queued_at__isnull=False)  # (runs created unqueued have no queued_at)
     old = Q(queued_at__lt=now - timedelta(seconds=settings.LOST_TASK_AFTER_S))
-    candidates = list(queued.filter(never_sent | old).values_list("pk", "task_id")[:LOST_TASKS_PER_SWEEP])
+    candidates = list(queued.filter(never_sent | old).values_list("pk", "task_id"))
     if not candidates or not broker.known() or not broker.answers():
         return []
     held = broker.held_task_ids() if any(task_id for _, task_id in candidates) else set()
@@ -86,5 +88,3 @@ def run_requeue_lost(*, now: datetime | None = None) -> list[int]:
         notify.run_changed(run=run)
     return requeued
 
-
-LOST_TASKS_PER_SWEEP = 100

@@ -145,19 +145,6 @@
   function applyEvents(events) {
     const fresh = events.filter((e) => e.seq > lastSeq).sort((a, b) => a.seq - b.seq);
     if (!fresh.length) return;
-    // A resume from a checkpoint older than what is shown: the server forgot the crashed
-    // attempt's later points, so the charts start again from what it stores now.
-    const resume = fresh.find((e) => e.kind === "run_started" && typeof e.data.checkpoint_seq === "number");
-    if (resume && resume.data.checkpoint_seq < lastSeq) {
-      for (const chart of CHARTS) {
-        const empty = () => chart.traces.map(() => []);
-        plotly.restyle(chart.id, { x: empty(), y: empty(), text: empty() });
-      }
-      pendingPlot = [];
-      lastSeq = 0;
-      requestBackfill();
-      return;
-    }
     lastSeq = fresh[fresh.length - 1].seq;
     pendingPlot.push(...fresh);
     if (plotTimer === null) plotTimer = window.setTimeout(flushPlot, PLOT_EVERY_MS);
@@ -330,7 +317,15 @@
     ["teacher_accuracy_end", "teacher accuracy at end"], ["llm_calls", "LLM calls"], ["wall_s", "wall time (s)"], ["fps", "fps"],
   ];
 
+  // An attempt that deleted stored events (it started over, or resumed from a checkpoint and
+  // forgot the points after it): what this page shows may be gone, so it loads again.
+  let rewoundAttempt = state.rewound_attempt;
+
   function showState(run) {
+    if (run.rewound_attempt !== rewoundAttempt) {
+      if (lastSeq > 0) { window.location.reload(); return; }
+      rewoundAttempt = run.rewound_attempt;
+    }
     state = run;
     const status = $("status");
     status.textContent = run.status + (run.stop_requested && !run.final ? " (stopping)" : "")

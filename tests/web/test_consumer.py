@@ -206,6 +206,35 @@ def test_a_client_far_behind_gets_pages_each_ending_with_more(run, alice, monkey
     assert [e["seq"] for e in received if e["kind"] != "hint"] == metrics, "every event once, in order"
 
 
+def test_live_events_do_not_overtake_the_pages_of_a_back_fill(run, alice, monkeypatch):
+    """Stored while the client pages: they come with the pages, not before them."""
+    monkeypatch.setattr(consumers, "BACKFILL_PAGE", 10)
+    record(run, stored_events(25))
+
+    async def body():
+        comm = communicator(run.pk, alice)
+        await comm.connect()
+        *pages, state = await backfill_answer(comm, 0)
+        assert state["more"]
+        await database_sync_to_async(services.run_record_events)(run_id=run.pk, events=stored_events(1, start=26))
+        live = await comm.receive_json_from(timeout=5)
+        assert live["type"] == "run" and "events" not in live, "the state only"
+        received = [e["seq"] for p in pages for e in p["events"]]
+        while True:
+            *pages, state = await backfill_answer(comm, received[-1])
+            received += [e["seq"] for p in pages for e in p["events"]]
+            if not state["more"]:
+                break
+        await database_sync_to_async(services.run_record_events)(run_id=run.pk, events=stored_events(1, start=27))
+        after = await comm.receive_json_from(timeout=5)
+        await comm.disconnect()
+        return received, after
+
+    received, after = async_to_sync(body)()
+    assert received == list(range(1, 27)), "every event once, in order, the live one in its page"
+    assert [e["seq"] for e in after["events"]] == [27], "live again after the last page"
+
+
 def test_repeated_backfill_requests_are_rate_limited_per_connection(run, alice, monkeypatch):
     monkeypatch.setattr(consumers, "BACKFILL_BURST", 3)
     monkeypatch.setattr(consumers, "BACKFILL_PER_S", 10.0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments_app import rollups, selectors, services
-from experiments_app.models import MetricRollup
+from experiments_app.models import MetricRollup, Run
 from tests.web.helpers import event, hint_data, metrics_data, progress_data
 from workers.events import EventKind
 
@@ -116,6 +116,7 @@ def test_discarded_events_take_their_rollups_along(long_run):
     run, _ = long_run
     services.run_discard_events(run=run)
     assert not MetricRollup.objects.filter(run=run).exists()
+    assert selectors.run_state(run=Run.objects.get(pk=run.pk))["rewound_attempt"] == run.attempt, "pages load again"
     assert selectors.metric_curves(runs=[run], metric="mean_return", points=40) == {}
 
 

@@ -457,6 +457,7 @@ def test_a_resume_forgets_what_the_crashed_attempt_stored_after_its_checkpoint(r
     services.run_record_events(run_id=run.pk, events=second)
     run.refresh_from_db()
     assert run.timesteps == 512, "back at the checkpoint's frames until the next progress"
+    assert selectors.run_state(run=run)["rewound_attempt"] == run.attempt, "open pages load again"
     assert not Metric.objects.filter(run=run, seq__gt=checkpoint_seq).exists()
     assert not Hint.objects.filter(run=run, seq__gt=checkpoint_seq).exists()
     for i in range(5, 11):
