@@ -389,27 +389,33 @@ class RunHistory:
 
 
 def run_history(*, run: Run, recent: int, points: int = HISTORY_POINTS) -> RunHistory | None:
-    """The run's charted series from its rollups, at most ``points`` points each, over whole
-    chunks of the level they are read at, ending at least ``recent`` events before the run's
-    last: the events after ``through_seq`` are for the caller to read one by one. None when the
-    run is too short to have a stored level that leaves ``recent`` events out. One query."""
-    level = max(rollups.LEVEL_MIN, rollups.level_for(run.last_seq, points))
-    end_chunk = max(0, run.last_seq - recent) >> level
-    if not end_chunk:
+    """The run's charted series from its rollups, over its events up to ``recent`` (at most
+    ``recent`` + 15) before its last: the events after ``through_seq`` are for the caller to
+    read one by one. The coarsest level holding the run in at most ``points`` chunks covers
+    what its whole chunks can, each finer level down to ``rollups.LEVEL_MIN`` the chunk or none
+    after that: at most ``points`` plus one per level points a series. None when the run is
+    too short to leave ``recent`` events out. One query."""
+    top = max(rollups.LEVEL_MIN, rollups.level_for(run.last_seq, points))
+    end_seq = max(0, run.last_seq - recent)
+    covered, spans = 0, Q(pk__in=[])
+    for level in range(top, rollups.LEVEL_MIN - 1, -1):
+        first, last = covered >> level, end_seq >> level  # whole chunks after what is covered
+        if last > first:
+            spans |= Q(level=level, chunk__gte=first, chunk__lt=last)
+            covered = last << level
+    if not covered:
         return None
-    rows = (
-        MetricRollup.objects.filter(run=run, level=level, chunk__lt=end_chunk)
-        .order_by("metric", "chunk")
-        .values_list("metric", "n", "timestep_sum", "value_sum", "value_min", "value_max")
+    rows = MetricRollup.objects.filter(spans, run=run).values_list(
+        "metric", "level", "chunk", "n", "timestep_sum", "value_sum", "value_min", "value_max"
     )
     by_series: dict[str, list[tuple[Any, ...]]] = {}
-    for name, *values in rows:
+    for name, level, chunk, *values in sorted(rows, key=lambda r: (r[0], r[2] << r[1])):
         by_series.setdefault(name, []).append(values)
     series = {}
     for name, values in by_series.items():
         n, t, total, low, high = np.array(values, dtype=float).T
         series[name] = Curve(x=t / n, y=total / n, low=low, high=high, n=n)
-    return RunHistory(through_seq=(end_chunk << level) - 1, series=series)
+    return RunHistory(through_seq=covered - 1, series=series)
 
 
 # --- launch estimates ------------------------------------------------------------------------

@@ -143,7 +143,8 @@ async def backfill_answer(comm, last_seq: int) -> list[dict]:
 
 def test_a_long_run_is_sent_as_its_rolled_up_history_and_its_last_events(run, alice):
     """Past LONG_RUN_EVENTS, the first back-fill is the series from the rollups (each point a
-    chunk's mean, least and greatest value) up to a chunk boundary, then the events after it."""
+    chunk's mean, least and greatest value, the coarsest level first, then finer ones) up to
+    within a finest chunk of RECENT_EVENTS before the end, then the events after it."""
     from tests.web.test_rollups import expected_chunks
 
     events = rollouts(3500)
@@ -160,18 +161,23 @@ def test_a_long_run_is_sent_as_its_rolled_up_history_and_its_last_events(run, al
 
     history, pages, state = async_to_sync(body)()
     assert history["type"] == "history" and state["backfill"] and not state["more"]
-    level = rollups.level_for(run.last_seq, selectors.HISTORY_POINTS)
+    top = rollups.level_for(run.last_seq, selectors.HISTORY_POINTS)
     through = history["through_seq"]
-    assert (through + 1) % (1 << level) == 0 and consumers.RECENT_EVENTS <= run.last_seq - through
+    assert (through + 1) % (1 << rollups.LEVEL_MIN) == 0
+    assert consumers.RECENT_EVENTS <= run.last_seq - through < consumers.RECENT_EVENTS + (1 << rollups.LEVEL_MIN)
     assert set(history["series"]) == set(rollups.SERIES)
     for name in ("mean_return", "fps", "eval_sampled_return"):
         series = history["series"][name]
-        expected = expected_chunks([e for e in events if e.seq <= through], name, level)
-        assert len(series["x"]) == len(expected) <= selectors.HISTORY_POINTS
-        for i, chunk in enumerate(sorted(expected)):
-            n, t, total, low, high = expected[chunk]
-            assert (series["n"][i], series["x"][i], series["y"][i], series["low"][i], series["high"][i]) == \
-                pytest.approx((n, round(t / n), total / n, low, high), abs=1e-4)
+        kind, column = rollups.SERIES[name]
+        values = [(e.timestep, e.data[column]) for e in events if e.seq <= through and e.kind.value == kind]
+        assert len(series["x"]) <= selectors.HISTORY_POINTS + top - rollups.LEVEL_MIN + 1
+        assert sum(series["n"]) == len(values), "every row up to through_seq in one point"
+        assert sum(n * y for n, y in zip(series["n"], series["y"])) == pytest.approx(sum(v for _, v in values), rel=1e-4)
+        assert series["x"] == sorted(series["x"]) and all(lo - 1e-4 <= y <= hi + 1e-4 for lo, y, hi in
+                                                         zip(series["low"], series["y"], series["high"]))
+        first = expected_chunks([e for e in events if e.seq < 1 << top], name, top)[0]
+        assert (series["n"][0], series["y"][0]) == pytest.approx((first[0], first[2] / first[0]), abs=1e-4), \
+            "the first point is the coarsest level's first chunk"
     sent = [e for page in pages for e in page["events"]]
     after = [e for e in events if e.seq > through]
     assert [e["seq"] for e in sent if e["kind"] != "hint"] == [e.seq for e in after if e.kind != EventKind.HINT]
