@@ -1,4 +1,5 @@
-"""The client address that login throttling counts failures against."""
+"""Whom login throttling (django-axes) counts failures against: the client address, and the
+username tried."""
 
 from __future__ import annotations
 
@@ -14,3 +15,16 @@ def client_ip(request: HttpRequest) -> str | None:
     if settings.SECURE_PROXY_SSL_HEADER and forwarded:
         return forwarded.split(",")[-1].strip() or None
     return request.META.get("REMOTE_ADDR")
+
+
+def client_username(request: HttpRequest, credentials: dict | None = None) -> str | None:
+    """The username tried, cut to the longest a user's can be: django-axes stores it in a
+    255-character column, and a longer one failed the login with a 500 on PostgreSQL (SQLite
+    does not check lengths). Every longer name is no one's, so counting them together loses
+    nothing."""
+    from django.contrib.auth import get_user_model
+
+    data = credentials if credentials is not None else getattr(request, "data", request.POST)
+    username = data.get(get_user_model().USERNAME_FIELD)
+    longest = get_user_model()._meta.get_field(get_user_model().USERNAME_FIELD).max_length
+    return username[:longest] if isinstance(username, str) else username

@@ -186,6 +186,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "bidir_site.client_ip.client_ip"
+AXES_USERNAME_CALLABLE = "bidir_site.client_ip.client_username"
 LOGIN_REDIRECT_URL = "experiments:list"
 LOGOUT_REDIRECT_URL = "login"
 

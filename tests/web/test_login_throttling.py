@@ -62,3 +62,13 @@ def test_behind_a_proxy_each_client_is_counted_by_the_address_the_proxy_saw(alic
     # Behind a declared proxy the guesser's lock is theirs alone; without one, the connection's
     # address is all there is, and a forwarded header anyone can send is not believed.
     assert attempt(colleague, "bob", PASSWORD).status_code == (302 if behind_proxy else 429)
+
+
+def test_a_username_longer_than_any_user_s_is_counted_not_a_500(alice):
+    """django-axes keeps the username in a 255-character column: PostgreSQL refused a longer one
+    (the login answered 500); cut to the longest a username can be, such names share one count."""
+    client = Client(REMOTE_ADDR="10.0.0.9")
+    for i in range(LIMIT - 1):
+        assert attempt(client, "x" * 300 + str(i), "wrong").status_code == 200
+    assert attempt(client, "x" * 400, "wrong").status_code == 429, "one count for every name past 150 characters"
+    assert attempt(Client(REMOTE_ADDR="10.0.0.10"), "alice", PASSWORD).status_code == 302, "alice is not locked"
