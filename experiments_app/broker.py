@@ -23,13 +23,20 @@ def known() -> bool:
     return not settings.CELERY_BROKER_URL.startswith("memory://")
 
 
-def answers() -> bool:
-    """Whether the broker accepts a connection within CHECK_TIMEOUT_S."""
+def check(*, timeout_s: float = CHECK_TIMEOUT_S) -> str:
+    """The broker's URI (password masked) once it accepts a connection within ``timeout_s``;
+    raises kombu's error if it does not."""
     from bidir_site.celery import app
 
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout_s)
+        return conn.as_uri()
+
+
+def answers() -> bool:
+    """Whether the broker accepts a connection within CHECK_TIMEOUT_S (``check``)."""
     try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_S)
+        check()
         return True
     except Exception:
         logger.warning("the broker is not answering", exc_info=True)

@@ -26,11 +26,9 @@ def _database() -> str:
 
 
 def _broker() -> str:
-    from bidir_site.celery import app
+    from experiments_app import broker
 
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_S)
-        return conn.as_uri()
+    return broker.check(timeout_s=CHECK_TIMEOUT_S)
 
 
 def _channel_layer() -> str:

@@ -27,6 +27,11 @@ from scripts.run_local import Services, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 USERNAME, TEAM, PASSWORD = "tester", "Testers", "a-long-stack-password-42"
+ROLLOUT = 128
+TINY_RUN = {"n_envs": 2, "n_steps": ROLLOUT // 2, "batch_size": 64, "n_epochs": 1, "policy": "mlp", "eval_interval": 0,
+            "eval_episodes": 2, "probe_states": 5}
+"""Hyperparameters of a run of ROLLOUT-frame rollouts that train in a fraction of a second each:
+many events, quickly. The fault tests add their budget, checkpoints and live view."""
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> float:

@@ -96,12 +96,16 @@
         });
       }
       const indices = chart.traces.map((_, i) => i).filter((i) => xs[i].length);
-      if (indices.length) {
-        const pick = (arrays) => indices.map((i) => arrays[i]);
-        plotly.extendTraces(chart.id, { x: pick(xs), y: pick(ys), text: pick(texts) }, indices);
-        if (chart.empty) { plotly.relayout(chart.id, { annotations: [] }); chart.empty = null; }
-      }
+      const pick = (arrays) => indices.map((i) => arrays[i]);
+      extendChart(chart, indices, pick(xs), pick(ys), pick(texts));
     }
+  }
+
+  // Adds points to the traces ``indices`` of the chart; its first points take its note away.
+  function extendChart(chart, indices, x, y, text) {
+    if (!indices.length) return;
+    plotly.extendTraces(chart.id, { x: x, y: y, text: text }, indices);
+    if (chart.empty) { plotly.relayout(chart.id, { annotations: [] }); chart.empty = null; }
   }
 
   // A long run's first back-fill starts with its history: each trace's series (trace.series,
@@ -114,12 +118,10 @@
         const series = message.series[chart.traces[i].series];
         return series && series.x.length;
       });
-      if (!indices.length) continue;
       const curves = indices.map((i) => message.series[chart.traces[i].series]);
       const texts = curves.map((c) => c.n.map((n, k) => n > 1
         ? "mean of " + n + " (" + c.low[k] + " to " + c.high[k] + ")" : ""));
-      plotly.extendTraces(chart.id, { x: curves.map((c) => c.x), y: curves.map((c) => c.y), text: texts }, indices);
-      if (chart.empty) { plotly.relayout(chart.id, { annotations: [] }); chart.empty = null; }
+      extendChart(chart, indices, curves.map((c) => c.x), curves.map((c) => c.y), texts);
     }
     lastSeq = Math.max(lastSeq, message.through_seq);
   }

@@ -9,12 +9,11 @@ import time
 import pytest
 import redis
 
-from tests.stack import Session, Stack, wait_until
+from tests.stack import ROLLOUT, TINY_RUN, Session, Stack, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300)]
 
-RUN = {"n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 1, "policy": "mlp", "eval_interval": 0,
-       "eval_episodes": 2, "probe_states": 5, "frame_interval_s": 0.5, "total_timesteps": 10_000 * 128}
+RUN = {**TINY_RUN, "frame_interval_s": 0.5, "total_timesteps": 10_000 * ROLLOUT}
 
 
 def test_a_task_redis_lost_is_queued_again_and_a_launch_while_redis_is_down_says_so(stack: Stack, report) -> None:

@@ -19,14 +19,12 @@ from pathlib import Path
 import pytest
 
 from scripts.run_local import Services, free_port
-from tests.stack import PASSWORD, ROOT, TEAM, USERNAME, Session, stack_environment, wait_until
+from tests.stack import (PASSWORD, ROLLOUT, ROOT, TEAM, TINY_RUN, USERNAME, Session, stack_environment,
+                         wait_until)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(420)]
 
-ROLLOUT = 128
-RUN = {"n_envs": 2, "n_steps": ROLLOUT // 2, "batch_size": 64, "n_epochs": 1, "policy": "mlp", "eval_interval": 0,
-       "eval_episodes": 2, "probe_states": 5, "frame_interval_s": 0.5, "checkpoint_interval": 5,
-       "total_timesteps": 400 * ROLLOUT}
+RUN = {**TINY_RUN, "frame_interval_s": 0.5, "checkpoint_interval": 5, "total_timesteps": 400 * ROLLOUT}
 DOWN_S = 10
 
 

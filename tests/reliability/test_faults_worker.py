@@ -13,13 +13,11 @@ import time
 import pytest
 from celery import Celery
 
-from tests.stack import Session, Stack, wait_until
+from tests.stack import ROLLOUT, TINY_RUN, Session, Stack, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(420)]
 
-ROLLOUT = 128
-LONG = {"n_envs": 2, "n_steps": ROLLOUT // 2, "batch_size": 64, "n_epochs": 1, "policy": "mlp", "eval_interval": 0,
-        "eval_episodes": 2, "probe_states": 5, "frame_interval_s": 0.5, "total_timesteps": 10_000 * ROLLOUT}
+LONG = {**TINY_RUN, "frame_interval_s": 0.5, "total_timesteps": 10_000 * ROLLOUT}
 """Tiny rollouts (many events, quickly), and longer than any test: each test stops its run
 (the Stop action) once it has seen what it checks, whatever the machine's speed."""
 
