@@ -69,6 +69,16 @@ def gpu_layers() -> int:
         raise TeacherError(f"BIDIR_TEACHER_GPU_LAYERS must be a number of layers (0: CPU, -1: all), not {raw!r}") from None
 
 
+def idle_cores(limit: int = 4) -> int:
+    """Cores no other process is using now (from the 1-minute load average), at least 1 and at
+    most ``limit``: how many threads the teacher's warm-up may use. llama.cpp's threads wait
+    for each other at every step of a forward pass, so on a busy machine a second thread made
+    the warm-up 2.5 times slower, not faster (19 plan states: 62.7 s on two threads, 24.8 s on
+    one, beside another run), and single calls passed the 20 s timeout."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(limit, (os.cpu_count() or 1) - round(load)))
+
+
 @dataclass
 class TeacherStats:
     calls: int = 0
@@ -215,29 +225,38 @@ class LLMTeacher:
         return question + "Best action:"
 
     def _compute(self, situation: Situation, feedback: str | None) -> np.ndarray:
-        """One forward pass over the part of the prompt that is not in the KV cache yet."""
-        import llama_cpp
-
+        """The answer to (situation, feedback), timed and counted."""
         start = time.perf_counter()
         self._running_since = time.monotonic()
         tokens = self._llm.tokenize(self.prompt(situation, feedback).encode(), add_bos=True)
+        probs = self._score(tokens, situation)
+        with self._lock:
+            self._running_since = None
+            self.stats.calls += 1
+            self.stats.latency_s += time.perf_counter() - start
+        return probs
+
+    def _logits_after(self, tokens: list[int]) -> np.ndarray:
+        """The next-token logits after ``tokens``, evaluating only what the KV cache lacks."""
+        import llama_cpp
+
         cached = self._llm.longest_token_prefix(self._llm.input_ids[: self._llm.n_tokens].tolist(), tokens)
         cached = min(cached, len(tokens) - 1)  # the last token must be evaluated to get its logits
         self._llm.n_tokens = cached
         self._llm.eval(tokens[cached:])
         logits = np.ctypeslib.as_array(
             llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1), shape=(self._llm.n_vocab(),)
-        )
-        chosen = logits[self._action_tokens].astype(np.float64)
-        if not np.isfinite(chosen).all() or np.ptp(logits) == 0:
+        ).astype(np.float64)
+        if not np.isfinite(logits).all() or np.ptp(logits) == 0:
             raise TeacherError(f"{self.path.name} returned constant or non-finite logits")
+        return logits
+
+    def _score(self, tokens: list[int], situation: Situation) -> np.ndarray:
+        """The answer to the prompt ``tokens``: the next-token distribution restricted to the
+        first token of each action word, renormalised."""
+        chosen = self._logits_after(tokens)[self._action_tokens]
         probs = np.exp(chosen - chosen.max())
-        probs /= probs.sum()
-        with self._lock:
-            self._running_since = None
-            self.stats.calls += 1
-            self.stats.latency_s += time.perf_counter() - start
-        return probs
+        return probs / probs.sum()
 
     def _store(self, cache_key: tuple[str, str | None], future: Future) -> None:
         with self._lock:
