@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from workers.config import Mode, RunConfig, field_docs
+from workers.config import GuidanceKind, Mode, RunConfig, field_docs
 from workers.events import Event, EventKind, FanoutSink, JsonlSink, read_jsonl
 
 EVENTS_FILE = "events.jsonl"
@@ -55,7 +55,8 @@ def _train_parser(sub) -> None:
         flag = short.get(f.name, "--" + f.name.replace("_", "-"))
         default = f.default
         kind = {int: int, float: float, str: str}.get(type(default), str)
-        extra = {"choices": [m.value for m in Mode]} if f.name == "mode" else {}
+        enum = {"mode": Mode, "guidance_kind": GuidanceKind}.get(f.name)
+        extra = {"choices": [m.value for m in enum]} if enum else {}
         p.add_argument(flag, dest=f.name, type=kind, default=getattr(default, "value", default), help=docs[f.name], **extra)
     p.add_argument("--out", required=True, type=Path, help="directory for events.jsonl, summary.json and checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")

@@ -32,6 +32,15 @@ class Mode(str, Enum):
         return self in (Mode.UNIDIRECTIONAL, Mode.BIDIRECTIONAL, Mode.ORACLE)
 
 
+class GuidanceKind(str, Enum):
+    """What the teacher gives the student (the modes that guide it)."""
+
+    ACTIONS = "actions"
+    """A distribution over actions for each situation, which the student is distilled toward."""
+    SUBGOALS = "subgoals"
+    """A plan: the next subgoal, toward which the student's reward is shaped."""
+
+
 DEFAULT_ENV = "BabyAI-GoToRedBallNoDists-v0"
 POLICIES = ("cnn", "mlp")
 """Student networks: minigrid's small CNN over the 7x7 view, or an MLP."""
@@ -45,6 +54,9 @@ class RunConfig:
     """Any BabyAI-* or MiniGrid-* id that minigrid registers."""
     mode: Mode = Mode.BIDIRECTIONAL
     """ppo, teacher, unidirectional, bidirectional or oracle."""
+    guidance_kind: GuidanceKind = GuidanceKind.ACTIONS
+    """What the teacher gives: "actions" (a distribution over actions, distilled into the
+    student) or "subgoals" (the next subgoal, toward which the reward is shaped). ppo ignores it."""
     total_timesteps: int = 100_000
     """Environment frames to train for (all parallel environments together)."""
     seed: int = 0
@@ -85,6 +97,10 @@ class RunConfig:
     """...over the samples where the student's KL to the advice is still above this (nats):
     a sample the student already follows has nothing left to teach, and once no sample is
     left, the passes stop. 0: every advised sample in every pass."""
+    subgoal_shaping: float = 1.0
+    """Subgoal guidance: the reward a reached subgoal is worth (the shaping's scale; getting
+    next to its object is worth up to half of it). The student pays it back when the episode
+    ends, so it changes how fast the student finds the reward, not what is best."""
     teacher_model: str = DEFAULT_TEACHER
     """An installed teacher's name (see ``python -m workers models``) or a GGUF path inside a
     configured model directory."""
@@ -119,6 +135,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         raw = asdict(self)
         raw["mode"] = self.mode.value
+        raw["guidance_kind"] = self.guidance_kind.value
         return raw
 
     @classmethod
@@ -130,6 +147,8 @@ class RunConfig:
         values = dict(raw)
         if "mode" in values:
             values["mode"] = Mode(values["mode"])
+        if "guidance_kind" in values:
+            values["guidance_kind"] = GuidanceKind(values["guidance_kind"])
         return cls(**values)
 
     @property
@@ -172,6 +191,10 @@ class RunConfig:
             )
         if self.mode.uses_llm and not self.teacher_model:
             errors["teacher_model"] = f"the {self.mode.value} mode needs a teacher model"
+        if self.mode == Mode.TEACHER and self.guidance_kind == GuidanceKind.SUBGOALS:
+            errors["guidance_kind"] = "the teacher mode plays the teacher's actions: choose actions"
+        if self.subgoal_shaping < 0:
+            errors["subgoal_shaping"] = "must not be negative"
         if self.mode == Mode.ORACLE and "env_id" not in errors and not bot_can_play(self.env_id):
             errors["mode"] = f"oracle mode needs the BabyAI bot, which cannot play {self.env_id}"
         return errors

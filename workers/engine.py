@@ -12,8 +12,10 @@
     finish      final evaluation, the teacher's accuracy zero-shot and with the feedback,
                 summary.json
 
-The modes differ only in their guidance object (``workers.guidance``); the ``teacher`` mode
-replaces the loop by the teacher acting alone.
+The modes and guidance kinds differ only in their guidance object (``workers.guidance``);
+subgoal guidance also wraps each environment in ``workers.shaping.PlannedEnv`` (its planner
+sets the subgoal the reward is shaped toward; an episode's plan outcomes go back to it). The
+``teacher`` mode replaces the loop by the teacher acting alone.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
@@ -42,6 +45,7 @@ from workers.evaluation import Probe, collect_probes, evaluate_policy
 from workers.events import EventEmitter, EventKind, EventSink, StopSignal, never_stop
 from workers.guidance import Guidance, LLMGuidance, guidance_for
 from workers.levels import make_env
+from workers.shaping import PlannedEnv, ShapedRewards
 from workers.situation import Situation
 from workers.student import GuidedPPO, MinigridCNN
 from workers.teachers import TeacherError
@@ -172,7 +176,7 @@ class GuidanceCallback(BaseCallback):
             return
         self.situations = self.training_env.get_attr("situation")
         n = len(self.situations)
-        self.experts = self.training_env.get_attr("expert_action") if guidance.needs_expert else [None] * n
+        self.experts = self.training_env.get_attr(guidance.advice_attr) if guidance.advice_attr else [None] * n
 
     def _on_step(self) -> bool:
         run, model = self.run, self.model
@@ -183,8 +187,10 @@ class GuidanceCallback(BaseCallback):
                 self.keys[pos, i] = situation.key
                 model.guide_probs[pos, i], model.guide_weight[pos, i] = run.guidance.advise(situation, expert)
             if self._hints.ready():
-                run.emit_hint(self.situations[0], model.guide_probs[pos, 0], model.guide_weight[pos, 0], int(actions[0]))
-        self._live.step(self.training_env, int(actions[0]), float(self.locals["rewards"][0]), bool(self.locals["dones"][0]))
+                plan = self.training_env.get_attr("plan_view", [0])[0] if run.guidance.planner else None
+                run.emit_hint(self.situations[0], model.guide_probs[pos, 0], model.guide_weight[pos, 0], int(actions[0]), plan)
+        reward = float(self.locals["rewards"][0]) - float(self.locals["infos"][0].get("shaping", 0.0))  # the level's own
+        self._live.step(self.training_env, int(actions[0]), reward, bool(self.locals["dones"][0]))
         self._observe()
         return True
 
@@ -218,10 +224,10 @@ class _Run:
 
     def teacher_metrics(self) -> dict[str, Any]:
         """A METRICS event's teacher-accuracy fields, with the student's feedback and without
-        waiting for the LLM (``LLMGuidance.accuracy``): on the probe states answered so far, how
-        many those are of how many, and on the answered ones the student has no verdict for.
-        Nones without an LLM teacher."""
-        if not isinstance(self.guidance, LLMGuidance):
+        waiting for the LLM (``Guidance.accuracy``): on the probe states answered so far, how
+        many those are of how many, and on the answered ones the student has given no feedback
+        for. Nones without an LLM teacher."""
+        if self.guidance.teacher is None:
             return dict(teacher_accuracy=None, teacher_accuracy_answered=None, probe_states=None,
                         teacher_accuracy_unjudged=None)
         overall, unjudged = self.guidance.accuracy(self.probes, wait=False)
@@ -233,7 +239,10 @@ class _Run:
     def emit(self, kind: EventKind, **data: Any):
         return self.emitter.emit(kind, self.timesteps, **data)
 
-    def emit_hint(self, situation: Situation, probs: np.ndarray, weight: float, action: int) -> None:
+    def emit_hint(self, situation: Situation, probs: np.ndarray, weight: float, action: int,
+                  plan: dict[str, Any] | None = None) -> None:
+        """A HINT event about environment 0's sample; ``plan`` (subgoal guidance): its
+        ``PlannedEnv.plan_view``, whose feedback is then the hint's."""
         self.emit(
             EventKind.HINT,
             situation=situation.text,
@@ -241,9 +250,10 @@ class _Run:
             distribution={a: round(float(p), 4) for a, p in zip(situation.actions, probs)},
             teacher_action=situation.actions[int(np.argmax(probs))] if weight > 0 else None,
             action_taken=situation.actions[action],
-            feedback=self.guidance.feedback(situation),
+            feedback=plan["feedback"] if plan else self.guidance.feedback(situation),
             weight=round(float(weight), 3),
             source=self.guidance.source if weight > 0 else "none",
+            plan=plan,
         )
 
     def wall_s(self) -> float:
@@ -348,6 +358,7 @@ class _Run:
             "teacher_accuracy_start": self.accuracy["start"],
             "teacher_accuracy_end": self.accuracy["end"],
             "teacher_accuracy_end_unjudged": self.accuracy["end_unjudged"],
+            "guidance_kind": self.config.guidance_kind.value if self.config.mode.guides_student else None,
             "llm_calls": stats.calls if stats else 0,
             "llm_mean_latency_ms": stats.mean_latency_ms if stats else None,
             "cache_hit_rate": stats.hit_rate if stats else None,
@@ -411,7 +422,7 @@ def train(
         config.validate()
         run = _Run(config, emitter, out_dir, make_env(config.env_id).action_names)
         run.guidance = guidance_for(config, run.actions)
-        if run.guidance.teacher is not None:
+        if isinstance(run.guidance, LLMGuidance):
             run.probes = collect_probes(config.env_id, config.probe_states, config.seed)
         state = json.loads(state_path.read_text()) if resume else None
         if state:
@@ -432,14 +443,11 @@ def train(
         else:
             status, fps = _train_student(run, should_stop, state_path if state else None)
         stats = run.guidance.teacher.stats if run.guidance.teacher else None
-        if isinstance(run.guidance, LLMGuidance) and status != "stopped":
+        if status != "stopped":
             # Measured after training, so that no run waits for a measurement before it learns
             # (most answers are in the cache by now); not after a stop, which someone awaits.
-            run.guidance.teacher.drop_queued()  # type: ignore[union-attr]
             try:
-                start, _ = run.guidance.accuracy(run.probes, wait=True, with_feedback=False)
-                end, end_unjudged = run.guidance.accuracy(run.probes, wait=True)
-                run.accuracy.update(start=start.share, end=end.share, end_unjudged=end_unjudged.share)
+                run.accuracy.update(run.guidance.final_accuracy(run.probes))
             except TeacherError:
                 run.drop_faulty_teacher()
         summary = run.summary(status, fps, stats)
@@ -472,12 +480,15 @@ def _guidance_lr(config: RunConfig, timesteps: int) -> float:
 def _train_student(run: _Run, should_stop: StopSignal, checkpoint_state: Path | None) -> tuple[str, float]:
     config = run.config
     th.set_num_threads(1)  # the networks are tiny; a second thread only fights the LLM's
-    vec_env = make_vec_env(
-        lambda: make_env(config.env_id, expert=run.guidance.needs_expert),
-        n_envs=config.n_envs,
-        seed=config.seed,
-        vec_env_cls=DummyVecEnv,
-    )
+    planner = run.guidance.planner
+
+    def level() -> gym.Env:
+        env = make_env(config.env_id, expert=run.guidance.needs_expert)
+        return PlannedEnv(env, planner, gamma=config.gamma, scale=config.subgoal_shaping) if planner else env
+
+    vec_env: VecEnv = make_vec_env(level, n_envs=config.n_envs, seed=config.seed, vec_env_cls=DummyVecEnv)
+    if planner:
+        vec_env = ShapedRewards(vec_env)  # outside the Monitor: episodes are recorded on the level's reward
     policy, policy_kwargs = _policy_setup(config)
     if checkpoint_state:
         model = GuidedPPO.load(checkpoint_state.parent / "model.zip", env=vec_env, device="cpu")

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
+import gymnasium as gym
 import numpy as np
 
 from workers.levels import TeachableEnv, make_env
@@ -15,6 +16,7 @@ from workers.situation import Situation
 # (make_vec_env uses seed + rank), so no measurement replays a training layout.
 EVAL_SEED_OFFSET = 1_000_000
 PROBE_SEED_OFFSET = 2_000_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -23,30 +25,35 @@ class Probe:
     expert_action: int
 
 
-def collect_probes(env_id: str, n: int, seed: int, explore: float = 0.5) -> list[Probe]:
-    """``n`` states with the bot's action, from episodes where each step follows the bot with
-    probability 1 - ``explore`` and a random action otherwise, so that the probes also cover
-    the off-course states a learning student visits. Empty for levels the bot cannot play."""
-    env = make_env(env_id, expert=True)
+def bot_walk(env: gym.Env, n: int, seed: int, observe: Callable[[gym.Env], T | None], explore: float = 0.5) -> list[T]:
+    """``n`` observations ``observe(env)`` (None: skip that state) of states from episodes of
+    ``env`` (which runs the BabyAI bot) where each step follows the bot with probability
+    1 - ``explore`` and a random action otherwise, so that they also cover the off-course states
+    a learning student visits. Episodes on held-out seeds; empty for levels the bot cannot play."""
     rng = np.random.default_rng(seed)
-    probes: list[Probe] = []
+    found: list[T] = []
     episode = 0
-    while len(probes) < n and episode < 10 * n:
+    while len(found) < n and episode < 10 * n:
         env.reset(seed=PROBE_SEED_OFFSET + 1000 * seed + episode)
         episode += 1
-        if env.expert_action is None:
-            continue
         done = False
-        while not done and len(probes) < n:
-            expert = env.expert_action
+        while not done and len(found) < n:
+            expert = env.get_wrapper_attr("expert_action")
             if expert is None:
                 break
-            probes.append(Probe(env.situation, expert))  # type: ignore[arg-type]
+            seen = observe(env)
+            if seen is not None:
+                found.append(seen)
             action = expert if rng.random() > explore else int(rng.integers(env.action_space.n))
             _, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
     env.close()
-    return probes
+    return found
+
+
+def collect_probes(env_id: str, n: int, seed: int) -> list[Probe]:
+    """``n`` states with the bot's action (``bot_walk``): where teacher accuracy is measured."""
+    return bot_walk(make_env(env_id, expert=True), n, seed, lambda env: Probe(env.situation, env.expert_action))
 
 
 @dataclass(frozen=True)

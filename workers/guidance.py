@@ -11,6 +11,9 @@ the teacher. The guidance's state goes into checkpoints.
     LLMGuidance      the LLM teacher's answers, sharpened (unidirectional); given a
                      FeedbackMemory (bidirectional), the student's verdicts reach the
                      teacher's prompt and decide how far the student follows it
+    SubgoalGuidance  (workers.subgoal_guidance) the teacher's plans: a planner (the bot, or
+                     the LLM) names the next subgoal, the environments shape the reward toward
+                     it, and the first step of the way to it is the advice
 
 A new kind of guidance is a new class with these methods and one line in ``guidance_for``.
 """
@@ -22,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from workers.config import Mode, RunConfig
+from workers.config import GuidanceKind, Mode, RunConfig
 from workers.evaluation import Probe, ProbeAccuracy, probe_accuracy
 from workers.feedback import FeedbackMemory
 from workers.situation import Situation
-from workers.teachers import LLMTeacher
+from workers.teachers import LLMTeacher, idle_cores
 
 CONFIDENT = 0.95
 """The share an advised action gets when the advice is certain (the bot's, or an LLM answer the
@@ -64,8 +67,14 @@ class Guidance:
     source = "none"
     """The hint events' ``source``."""
     needs_expert = False
-    """Whether the environments must run the BabyAI bot alongside (its action is ``expert``)."""
+    """Whether the environments must run the BabyAI bot alongside."""
+    advice_attr: str | None = None
+    """The environment attribute (an action index or None) that ``advise`` gets as ``expert``:
+    the bot's action, or the first step toward the current subgoal."""
     teacher: LLMTeacher | None = None
+    planner: Any = None
+    """Subgoal guidance's planner (``workers.shaping.Planner``): the environments then shape
+    the student's reward toward its subgoals. None for the other kinds."""
 
     @property
     def active(self) -> bool:
@@ -73,8 +82,8 @@ class Guidance:
         return False
 
     def advise(self, situation: Situation, expert: int | None) -> tuple[np.ndarray, float]:
-        """(advice, weight) for a sample taken in ``situation``; ``expert`` is the bot's action
-        there when ``needs_expert``."""
+        """(advice, weight) for a sample taken in ``situation``; ``expert`` is the environment's
+        ``advice_attr`` there (None without one)."""
         return uniform(len(situation.actions)), 0.0
 
     def feedback(self, situation: Situation) -> str | None:
@@ -92,6 +101,24 @@ class Guidance:
         """Figures for this rollout's METRICS event."""
         return {}
 
+    def accuracy(self, probes: list[Probe], *, wait: bool, with_feedback: bool = True) -> tuple[ProbeAccuracy, ProbeAccuracy]:
+        """The teacher's agreement with the BabyAI bot on the probe states, and on those the
+        student has given no feedback for. With ``wait``, on every probe (the LLM answers what
+        it has not answered yet); without, on those answered so far."""
+        none = ProbeAccuracy(None, 0, 0)
+        return none, none
+
+    def final_accuracy(self, probes: list[Probe]) -> dict[str, float | None]:
+        """After training: the teacher's accuracy zero-shot (``start``), with the student's
+        feedback (``end``) and on the probes without feedback (``end_unjudged``), waiting for
+        the LLM. {} without an LLM teacher."""
+        if self.teacher is None:
+            return {}
+        self.teacher.drop_queued()
+        start, _ = self.accuracy(probes, wait=True, with_feedback=False)
+        end, end_unjudged = self.accuracy(probes, wait=True)
+        return {"start": start.share, "end": end.share, "end_unjudged": end_unjudged.share}
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -102,11 +129,9 @@ class Guidance:
         pass
 
 
-class OracleGuidance(Guidance):
-    """minigrid's BabyAI bot as the teacher: the upper bound of what guidance can pass on."""
-
-    source = "oracle"
-    needs_expert = True
+class EnvironmentAdvice(Guidance):
+    """Advice the environment computes (its ``advice_attr``): that action held at 0.95,
+    weight 1; nothing where it has none."""
 
     @property
     def active(self) -> bool:
@@ -115,6 +140,14 @@ class OracleGuidance(Guidance):
     def advise(self, situation: Situation, expert: int | None) -> tuple[np.ndarray, float]:
         n = len(situation.actions)
         return (uniform(n), 0.0) if expert is None else (held(expert, n), 1.0)
+
+
+class OracleGuidance(EnvironmentAdvice):
+    """minigrid's BabyAI bot as the teacher: the upper bound of what guidance can pass on."""
+
+    source = "oracle"
+    needs_expert = True
+    advice_attr = "expert_action"
 
 
 class LLMGuidance(Guidance):
@@ -170,12 +203,10 @@ class LLMGuidance(Guidance):
 
     def prepare(self, probes: list[Probe], should_stop: Callable[[], bool]) -> None:
         """The teacher answers the probes' situations (the level's common ones) before the
-        student starts, on every core: guidance then starts with the first rollout instead of
+        student starts, on the idle cores: guidance then starts with the first rollout instead of
         arriving a few answers a rollout."""
-        import os
-
         self.teacher.prepare(  # type: ignore[union-attr]
-            [p.situation for p in probes], threads=min(os.cpu_count() or 1, 4), should_stop=should_stop
+            [p.situation for p in probes], threads=idle_cores(), should_stop=should_stop
         )
 
     def learn(self, keys: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> None:
@@ -191,11 +222,10 @@ class LLMGuidance(Guidance):
         self.reliability = (agree + RELIABILITY_PRIOR) / (total + 2 * RELIABILITY_PRIOR)
 
     def accuracy(self, probes: list[Probe], *, wait: bool, with_feedback: bool = True) -> tuple[ProbeAccuracy, ProbeAccuracy]:
-        """The teacher's accuracy against the bot on ``probes``, and on those whose situation
-        the student has no verdict for. With ``wait``, on every probe (the LLM answers what it
-        has not answered yet). Without, on the probes answered so far, each by the teacher's
-        latest answer for its situation (under earlier feedback until the current feedback's
-        answer arrives); the LLM answers the rest when training leaves it idle."""
+        """As ``Guidance.accuracy``: the teacher's most likely action against the bot's, the
+        unjudged probes those whose situation has no verdict. Without ``wait``, each probe by the
+        teacher's latest answer for its situation (under earlier feedback until the current
+        feedback's answer arrives); the LLM answers the rest when training leaves it idle."""
         ask = self.teacher.ask if wait else self.teacher.latest  # type: ignore[union-attr]
 
         def answer(s: Situation) -> np.ndarray | None:
@@ -229,8 +259,12 @@ class LLMGuidance(Guidance):
 
 
 def guidance_for(config: RunConfig, actions: tuple[str, ...]) -> Guidance:
-    """The guidance of ``config``'s mode. Loads the LLM teacher for the modes that use one (a
-    model that cannot be loaded raises TeacherError here, before any training)."""
+    """The guidance of ``config``'s mode and kind. Loads the LLM teacher for the modes that use
+    one (a model that cannot be loaded raises TeacherError here, before any training)."""
+    if config.guidance_kind == GuidanceKind.SUBGOALS and config.mode.guides_student:
+        from workers.subgoal_guidance import subgoal_guidance_for
+
+        return subgoal_guidance_for(config)
     if config.mode == Mode.ORACLE:
         return OracleGuidance()
     if not config.mode.uses_llm:

@@ -106,6 +106,11 @@ class TeachableEnv(gym.Wrapper):
         self._situation: Situation | None = None
 
     @property
+    def bot(self) -> BabyAIBot | None:
+        """The BabyAI bot playing alongside (``expert=True`` on a BabyAI level), or None."""
+        return self._bot
+
+    @property
     def situation(self) -> Situation:
         """The teacher's view of the current observation."""
         if self._situation is None:

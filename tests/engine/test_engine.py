@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.config import Mode, RunConfig
+from workers.config import GuidanceKind, Mode, RunConfig
 from workers.engine import train
 from workers.events import EventKind, ListSink, read_jsonl
 from workers.teachers import DEFAULT_TEACHER, SMOLLM2, LLMTeacher
@@ -75,6 +75,28 @@ def test_bidirectional_feedback_reaches_the_teacher(tmp_path):
     assert any(h.data["feedback"] for h in sink.of_kind(EventKind.HINT))
     assert summary["teacher_accuracy_end"] != summary["teacher_accuracy_start"], "the student's feedback changes the teacher"
     assert summary["teacher_accuracy_end_unjudged"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["oracle", "unidirectional", "bidirectional"])
+def test_every_guiding_mode_runs_with_subgoal_guidance_on_a_door_level(tmp_path, mode):
+    summary, sink = run(tmp_path, env_id="BabyAI-UnlockLocal-v0", mode=Mode(mode), guidance_kind=GuidanceKind.SUBGOALS,
+                        teacher_model=RunConfig.teacher_model, hint_interval_s=0.001, total_timesteps=2048)
+    assert summary["guidance_kind"] == "subgoals" and sink.events[-1].kind == EventKind.RUN_FINISHED
+    hints = sink.of_kind(EventKind.HINT)
+    plans = [h.data["plan"] for h in hints]
+    assert plans and all(set(p) == {"state", "subgoal", "reached", "feedback"} for p in plans)
+    assert any(p["subgoal"] for p in plans) and all(p["state"].startswith("Mission: open the door.") for p in plans)
+    assert any(h.data["weight"] == 1.0 and h.data["teacher_action"] for h in hints), "the way to the subgoal is advised"
+    metrics = sink.of_kind(EventKind.METRICS)
+    assert metrics[0].data["guidance_loss"] is not None
+    # The recorded episodes are on the level's reward, not the shaped one.
+    assert all(m.data["mean_return"] is None or 0 <= m.data["mean_return"] <= 1 for m in metrics)
+    if mode == "oracle":
+        assert summary["llm_calls"] == 0 and summary["teacher_accuracy_start"] is None
+    else:
+        assert 0 <= summary["teacher_accuracy_start"] <= 1 and summary["llm_calls"] > 0
+        assert metrics[-1].data["teacher_accuracy"] is not None and "plan_loops" in metrics[-1].data
 
 
 @pytest.mark.slow
