@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/speedup.py                                  # NoDists, 5 seeds
     .venv/bin/python benchmarks/speedup.py --level BabyAI-UnlockLocal-v0:0.8:61440 --modes ppo,oracle
+    .venv/bin/python benchmarks/speedup.py --level BabyAI-UnlockLocal-v0:0.8:61440 \
+        --modes ppo,oracle-subgoals,unidirectional-subgoals,bidirectional-subgoals
     .venv/bin/python benchmarks/speedup.py --from-study var/study/full      # runs nothing
 
 Each row: runs that reached the level's threshold; the median frames to it, where a run that
@@ -10,7 +12,8 @@ against PPO alone (PPO's median frames over the mode's); the median wall time to
 threshold, every LLM call included (loading and warming up the teacher, answering, measuring),
 None when the median run did not reach it; the teacher's accuracy against the BabyAI bot
 zero-shot, at the end of the run with the student's feedback, and at the end on the probe
-states whose situation the student has not judged; LLM calls per 1,000 steps; steps/s; the
+states whose situation the student has not judged (for a "-subgoals" mode: its subgoal against
+the bot's, on plan states); LLM calls per 1,000 steps; steps/s; the
 final evaluation, greedy and sampled.
 
 The runs are a study (``study.runner``: one process per run, ``--workers`` at a time; ``--out``
@@ -74,15 +77,15 @@ def _median(values: list) -> float | None:
 def level_figures(data: StudyData, level: Level) -> dict[str, Any]:
     """The JSON of one level: every mode's figures and runs."""
     modes: dict[str, Any] = {}
-    for mode in Mode:
-        runs = data.select(level.env_id, mode.value)
+    for mode in data.spec.modes:
+        runs = data.select(level.env_id, mode)
         if not runs:
             continue
         budget = level.total_timesteps
         frames = [r.summary["frames_to_threshold"] for r in runs]
         walls = sorted(r.wall_s_to_threshold if r.wall_s_to_threshold is not None else float("inf") for r in runs)
         median_wall = statistics.median(walls)
-        modes[mode.value] = {
+        modes[mode] = {
             "seeds": len(runs),
             "reached": sum(f is not None for f in frames),
             "median_frames_to_threshold": statistics.median(f if f is not None else budget for f in frames),
@@ -131,7 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--level", action="append", type=parse_level, metavar="ENV[:THRESHOLD[:BUDGET]]",
                         help=f"a level to run (repeatable; default {DEFAULT_LEVEL})")
-    parser.add_argument("--modes", default=",".join(m.value for m in Mode))
+    parser.add_argument("--modes", default=",".join(m.value for m in Mode),
+                        help='comma-separated; a mode with "-subgoals" ("bidirectional-subgoals") runs it with subgoal guidance')
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=1, help="runs at a time (1: each run's wall time is its own)")
     parser.add_argument("--teacher", default=RunConfig.teacher_model)

@@ -117,6 +117,7 @@ HYPERPARAMETER_GROUPS: tuple[tuple[str, dict[str, str]], ...] = (
         "max_grad_norm": "Gradient clipping (max norm)",
     }),
     ("Guidance: the teacher's advice", {
+        "subgoal_shaping": "Reward of a reached subgoal (subgoal guidance)",
         "guidance_coef": "Guidance strength at the start",
         "guidance_anneal_frac": "Guidance fades out over (fraction of the run)",
         "guidance_epochs": "Distillation passes per rollout",
@@ -140,8 +141,12 @@ HYPERPARAMETER_GROUPS: tuple[tuple[str, dict[str, str]], ...] = (
         "hint_interval_s": "Seconds between hints",
     }),
 )
-"""Every hyperparameter but BUDGET, each in one group, with its label."""
-LABELS: dict[str, str] = {BUDGET: "Frames to train", **{k: v for _, group in HYPERPARAMETER_GROUPS for k, v in group.items()}}
+"""Every hyperparameter but BUDGET and KIND, each in one group, with its label."""
+KIND = "guidance_kind"
+"""The one hyperparameter shown with the general fields: what the teacher gives is a choice as
+basic as the mode."""
+LABELS: dict[str, str] = {BUDGET: "Frames to train", KIND: "The teacher gives",
+                          **{k: v for _, group in HYPERPARAMETER_GROUPS for k, v in group.items()}}
 GENERAL_FIELDS = ("name", "team", "description", "env_id", "mode", "teacher_model", "seeds", "tags", "notes")
 DEMO = {
     "name": "Demo: quick look",
@@ -255,7 +260,9 @@ class LaunchForm(forms.Form):
         return any(name != NON_FIELD_ERRORS for name in self.errors)
 
     def general_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in self.fields if not name.startswith(HP_PREFIX)]
+        general = [self[name] for name in self.fields if not name.startswith(HP_PREFIX)]
+        at = next(i for i, field in enumerate(general) if field.name == "teacher_model")
+        return general[:at] + [self[HP_PREFIX + KIND]] + general[at:]
 
     def budget_field(self) -> forms.BoundField:
         return self[HP_PREFIX + BUDGET]

@@ -11,7 +11,9 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
-from workers.config import Mode, RunConfig, field_docs
+from enum import Enum
+
+from workers.config import POLICIES, GuidanceKind, Mode, RunConfig, field_docs
 
 OWN_FIELDS = frozenset({"env_id", "mode", "seed", "teacher_model"})
 
@@ -50,8 +52,9 @@ RANGES: dict[str, Bounds] = {
     "frame_interval_s": Bounds(0.0, 60.0),
     "hint_interval_s": Bounds(0.0, 60.0),
     "return_threshold": Bounds(0.0, 1.0),
+    "subgoal_shaping": Bounds(0.0, 100.0),
 }
-CHOICES: dict[str, tuple[str, ...]] = {"policy": ("cnn", "mlp")}
+CHOICES: dict[str, tuple[str, ...]] = {"policy": POLICIES, "guidance_kind": tuple(k.value for k in GuidanceKind)}
 
 
 @cache
@@ -60,8 +63,10 @@ def hyperparameter_fields() -> tuple[tuple[str, type, Any, str], ...]:
     per process: the help texts come from parsing RunConfig's source (15 ms), and the launch
     page asks for the defaults of every preset on every level and mode."""
     docs = field_docs()
+    # A choice among an Enum's members (the guidance kind) is stored as its value, a string.
     return tuple(
-        (f.name, type(f.default), f.default, docs.get(f.name, ""))
+        (f.name, str, f.default.value, docs.get(f.name, "")) if isinstance(f.default, Enum)
+        else (f.name, type(f.default), f.default, docs.get(f.name, ""))
         for f in fields(RunConfig)
         if f.name not in OWN_FIELDS
     )

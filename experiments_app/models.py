@@ -203,6 +203,9 @@ class Hint(models.Model):
     feedback = models.TextField(blank=True, null=True)
     weight = models.FloatField(null=True, blank=True)
     source = models.CharField(max_length=10, blank=True)
+    plan = models.JSONField(null=True, blank=True)
+    """Subgoal guidance: the plan state, the current subgoal, the subgoals reached this episode
+    and the feedback the teacher reads (``PlannedEnv.plan_view``); null for action guidance."""
 
     class Meta:
         ordering = ["run", "seq"]

@@ -340,6 +340,7 @@ def hint_as_event(hint: Hint) -> dict[str, Any]:
             "feedback": hint.feedback,
             "weight": hint.weight,
             "source": hint.source,
+            "plan": hint.plan,
         },
     }
 

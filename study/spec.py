@@ -12,9 +12,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from workers.config import Mode, RunConfig
+from workers.config import GuidanceKind, Mode, RunConfig
 
 ALL_MODES: tuple[str, ...] = tuple(m.value for m in Mode)
+SUBGOALS = "-subgoals"
+"""A study's mode name is a Mode's value, with this suffix for subgoal guidance
+("bidirectional-subgoals"); without it, the guidance is the engine's default kind."""
+
+
+def arm_fields(mode: str) -> dict[str, str]:
+    """The RunConfig fields a study's mode name stands for."""
+    if mode.endswith(SUBGOALS):
+        return {"mode": mode[: -len(SUBGOALS)], "guidance_kind": GuidanceKind.SUBGOALS.value}
+    return {"mode": mode}
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class StudySpec:
             {
                 **self.settings,
                 "env_id": level.env_id,
-                "mode": mode,
+                **arm_fields(mode),
                 "seed": seed,
                 "total_timesteps": RunKey(level, mode, seed).timesteps,
                 "return_threshold": level.return_threshold,

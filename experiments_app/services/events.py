@@ -130,6 +130,7 @@ def run_record_events(*, run_id: int, events: Sequence[Event], attempt: int | No
                 feedback=e.data.get("feedback"),
                 weight=_number(e.data.get("weight")),
                 source=str(e.data.get("source", "")),
+                plan=_plan(e.data.get("plan")),
             )
             for e in stored
             if e.kind == EventKind.HINT
@@ -167,3 +168,21 @@ def run_frame_publish(*, run_id: int, event: Event) -> None:
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return str(value)[:limit] if value is not None else None
+
+
+def _plan(value: Any) -> dict[str, Any] | None:
+    """A hint's plan (``PlannedEnv.plan_view``) as stored: its four fields, strings cut to a
+    length the page can show; None for anything else."""
+    if not isinstance(value, dict):
+        return None
+    reached = value.get("reached")
+    return {
+        "state": _text(value.get("state"), 1000) or "",
+        "subgoal": _text(value.get("subgoal"), 200),
+        "reached": [str(r)[:200] for r in reached[:20]] if isinstance(reached, list) else [],
+        "feedback": _text(value.get("feedback"), 2000),
+    }

@@ -152,6 +152,14 @@
     if (plotTimer === null) plotTimer = window.setTimeout(flushPlot, PLOT_EVERY_MS);
     const hints = fresh.filter((e) => e.kind === "hint");
     if (hints.length) showHint(hints[hints.length - 1]);
+    const plans = fresh.filter((e) => e.kind === "metrics" && typeof e.data.plan_loops === "number");
+    if (plans.length) showPlanFaults(plans[plans.length - 1].data);
+  }
+
+  function showPlanFaults(d) {
+    $("plan-faults").textContent = "plan states where every subgoal failed (plan loops): " + d.plan_loops +
+      " · subgoals chosen with no way to them: " + (d.plans_without_way || 0) +
+      " · plan states with feedback: " + (d.feedback_situations || 0);
   }
 
   function showHint(event) {
@@ -161,6 +169,13 @@
     $("teacher-action").textContent = d.teacher_action || "(no guidance)";
     $("action-taken").textContent = d.action_taken || "–";
     $("feedback").textContent = d.feedback || "none yet";
+    // Subgoal guidance: the teacher's plan for environment 0, and what the student reached.
+    $("plan").hidden = !d.plan;
+    if (d.plan) {
+      $("plan-state").textContent = d.plan.state || "";
+      $("plan-subgoal").textContent = d.plan.subgoal || "(none: no plan for this state yet)";
+      $("plan-reached").textContent = (d.plan.reached || []).join(", ") || "nothing yet";
+    }
     const bars = $("distribution");
     bars.replaceChildren();
     const entries = Object.entries(d.distribution || {});

@@ -134,3 +134,16 @@ def test_the_teacher_alone_runs_its_own_budget_and_is_censored_at_the_levels():
     assert frames.value(never) == 512, "a teacher that never reached the threshold counts as the full budget"
     with pytest.raises(ValueError, match="not a multiple of a rollout"):
         replace(spec, levels=(replace(level, teacher_timesteps=200),)).validate()
+
+
+def test_a_mode_with_subgoals_runs_that_mode_with_subgoal_guidance():
+    spec = StudySpec(name="t", description="", levels=(TINY_LEVEL,), modes=("ppo", "bidirectional-subgoals"),
+                     seeds=(0,), settings=SPEC.settings)
+    spec.validate()
+    config = spec.config(TINY_LEVEL, "bidirectional-subgoals", 0)
+    assert config.mode.value == "bidirectional" and config.guidance_kind.value == "subgoals"
+    assert spec.config(TINY_LEVEL, "ppo", 0).guidance_kind.value == "actions"
+    assert RunKey(TINY_LEVEL, "bidirectional-subgoals", 0).name.split("/")[1] == "bidirectional-subgoals"
+    with pytest.raises(ValueError):
+        StudySpec(name="t", description="", levels=(TINY_LEVEL,), modes=("teacher-subgoals",), seeds=(0,),
+                  settings=SPEC.settings).validate()

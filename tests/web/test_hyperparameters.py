@@ -1,6 +1,7 @@
 from dataclasses import fields
 
 from experiments_app.hyperparameters import (
+    CHOICES,
     OWN_FIELDS,
     RANGES,
     experiment_problems,
@@ -15,7 +16,19 @@ from workers.config import Mode, RunConfig
 def test_every_runconfig_field_is_either_own_or_a_hyperparameter_with_a_range_or_choices():
     names = {name for name, *_ in hyperparameter_fields()}
     assert names | OWN_FIELDS == {f.name for f in fields(RunConfig)}
-    assert names - set(RANGES) == {"policy"}
+    assert names - set(RANGES) == set(CHOICES) == {"policy", "guidance_kind"}
+
+
+def test_the_guidance_kind_is_a_choice_stored_as_its_value():
+    assert hyperparameter_defaults()["guidance_kind"] == "actions"
+    assert hyperparameters_validate({**hyperparameter_defaults(), "guidance_kind": "plans"}) == {
+        "guidance_kind": "must be one of actions, subgoals"}
+    config = run_config(env_id="BabyAI-UnlockLocal-v0", mode="oracle", teacher_model="", seed=0,
+                        hyperparameters={**hyperparameter_defaults(), "guidance_kind": "subgoals"})
+    assert config.guidance_kind.value == "subgoals" and config.problems() == {}
+    teacher = run_config(env_id="BabyAI-UnlockLocal-v0", mode="teacher", teacher_model="x", seed=0,
+                         hyperparameters={**hyperparameter_defaults(), "guidance_kind": "subgoals"})
+    assert "guidance_kind" in teacher.problems()
 
 
 def test_defaults_are_valid():

@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from experiments_app import services
-from experiments_app.forms import BUDGET, HP_PREFIX, HYPERPARAMETER_GROUPS, LABELS, LaunchForm
+from experiments_app.forms import BUDGET, HP_PREFIX, HYPERPARAMETER_GROUPS, KIND, LABELS, LaunchForm
 from experiments_app.hyperparameters import experiment_problems, hyperparameter_defaults, hyperparameter_fields, run_config
 from experiments_app.models import Experiment, Run
 from experiments_app.presets import PAPER, PRESETS, QUICK, STUDY, STUDY_LEVELS, hyperparameters_for, preset_table
@@ -73,8 +73,8 @@ def posted_inputs(page: str, scope: str) -> dict[str, str]:
 
 def test_every_hyperparameter_has_a_label_and_one_place():
     grouped = [name for _, group in HYPERPARAMETER_GROUPS for name in group]
-    assert sorted(grouped + [BUDGET]) == sorted(name for name, *_ in hyperparameter_fields()), "each once, none left out"
-    assert all(LABELS[name] != name for name in grouped + [BUDGET]), "readable labels, not field names"
+    assert sorted(grouped + [BUDGET, KIND]) == sorted(name for name, *_ in hyperparameter_fields()), "each once, none left out"
+    assert all(LABELS[name] != name for name in grouped + [BUDGET, KIND]), "readable labels, not field names"
     assert [title.split(":")[0] for title, _ in HYPERPARAMETER_GROUPS] == [
         "PPO", "Guidance", "Feedback", "Evaluation and checkpoints", "Live view"]
 
@@ -88,6 +88,8 @@ def test_the_page_folds_the_groups_under_advanced_and_keeps_the_budget_out(alice
         for name in group:
             assert f'id="id_{HP_PREFIX}{name}"' in advanced and f'<code class="name">{name}</code>' in advanced
     assert f'id="id_{HP_PREFIX}{BUDGET}"' in outside and "Frames to train" in outside
+    assert f'id="id_{HP_PREFIX}{KIND}"' in outside and "The teacher gives" in outside
+    assert page.index(f'id="id_{HP_PREFIX}{KIND}"') < page.index('id="id_teacher_model"'), "beside the mode and teacher"
     assert "Discount factor." in advanced, "RunConfig's docstrings are the help texts"
 
 

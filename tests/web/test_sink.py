@@ -74,6 +74,22 @@ def test_events_become_rows_and_run_fields(run):
     assert run.status == Run.Status.RUNNING
 
 
+def test_a_hints_plan_is_stored_bounded_and_served_with_it(run):
+    from experiments_app.selectors import hint_as_event
+
+    services.run_claim(run_id=run.pk, worker_host="w", task_id="t")
+    sink = DatabaseSink(run.pk, heartbeat_s=None)
+    plan = {"state": "Mission: open the door. Seen so far: a locked blue door.", "subgoal": "pick up the blue key",
+            "reached": ["x" * 500] * 30, "feedback": "Feedback from the student: these did not work here: open the blue door."}
+    sink.emit(event(1, EventKind.HINT, 10, **hint_data(), plan=plan))
+    sink.emit(event(2, EventKind.HINT, 20, **hint_data(), plan="not a plan"))
+    sink.close()
+    first, second = Hint.objects.filter(run=run).order_by("seq")
+    assert first.plan["subgoal"] == "pick up the blue key" and first.plan["feedback"] == plan["feedback"]
+    assert len(first.plan["reached"]) == 20 and all(len(r) == 200 for r in first.plan["reached"])
+    assert second.plan is None and hint_as_event(first)["data"]["plan"] == first.plan
+
+
 def test_frames_are_never_stored_and_each_reaches_the_group(run):
     listener = GroupListener(run)
     sink = DatabaseSink(run.pk, heartbeat_s=None)
