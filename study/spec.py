@@ -17,7 +17,8 @@ from workers.config import GuidanceKind, Mode, RunConfig
 ALL_MODES: tuple[str, ...] = tuple(m.value for m in Mode)
 SUBGOALS = "-subgoals"
 """A study's mode name is a Mode's value, with this suffix for subgoal guidance
-("bidirectional-subgoals"); without it, the guidance is the engine's default kind."""
+("bidirectional-subgoals"); without it, the guidance kind is the study's settings' (by default
+the engine's, actions)."""
 
 
 def arm_fields(mode: str) -> dict[str, str]:

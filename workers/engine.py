@@ -70,11 +70,14 @@ class Throttle:
         self.interval_s = interval_s
         self._last = float("-inf")
 
+    def due(self) -> bool:
+        """Whether ``ready`` would say True now (without counting it)."""
+        return bool(self.interval_s) and time.monotonic() - self._last >= self.interval_s
+
     def ready(self) -> bool:
-        now = time.monotonic()
-        if not self.interval_s or now - self._last < self.interval_s:
+        if not self.due():
             return False
-        self._last = now
+        self._last = time.monotonic()
         return True
 
 
@@ -161,6 +164,7 @@ class GuidanceCallback(BaseCallback):
         self.run = run
         self.situations: list[Situation] = []
         self.experts: list[int | None] = []
+        self.plan: dict[str, Any] | None = None
         self.keys = np.empty((run.config.n_steps, run.config.n_envs), dtype=object)
         self._live = LiveView(run)
         self._hints = Throttle(run.config.hint_interval_s)
@@ -177,6 +181,8 @@ class GuidanceCallback(BaseCallback):
         self.situations = self.training_env.get_attr("situation")
         n = len(self.situations)
         self.experts = self.training_env.get_attr(guidance.advice_attr) if guidance.advice_attr else [None] * n
+        # Environment 0's plan as it acts, read only when a hint may go out.
+        self.plan = self.training_env.get_attr("plan_view", [0])[0] if guidance.planner and self._hints.due() else None
 
     def _on_step(self) -> bool:
         run, model = self.run, self.model
@@ -186,10 +192,11 @@ class GuidanceCallback(BaseCallback):
             for i, (situation, expert) in enumerate(zip(self.situations, self.experts)):
                 self.keys[pos, i] = situation.key
                 model.guide_probs[pos, i], model.guide_weight[pos, i] = run.guidance.advise(situation, expert)
-            if self._hints.ready():
-                plan = self.training_env.get_attr("plan_view", [0])[0] if run.guidance.planner else None
-                run.emit_hint(self.situations[0], model.guide_probs[pos, 0], model.guide_weight[pos, 0], int(actions[0]), plan)
-        reward = float(self.locals["rewards"][0]) - float(self.locals["infos"][0].get("shaping", 0.0))  # the level's own
+            if (self.plan is not None or not run.guidance.planner) and self._hints.ready():
+                run.emit_hint(self.situations[0], model.guide_probs[pos, 0], model.guide_weight[pos, 0], int(actions[0]),
+                              self.plan)
+        # The level's own reward (the shaping is the student's alone), as the environment gave it.
+        reward = round(float(self.locals["rewards"][0]) - float(self.locals["infos"][0].get("shaping", 0.0)), 6)
         self._live.step(self.training_env, int(actions[0]), reward, bool(self.locals["dones"][0]))
         self._observe()
         return True

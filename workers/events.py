@@ -43,13 +43,19 @@ class EventKind(str, Enum):
     student's feedback; null without a teacher or before its first answer),
     teacher_accuracy_answered (how many probe states that is), probe_states (of how many),
     teacher_accuracy_unjudged (the same on the answered ones the student has no verdict for);
-    cache_hit_rate, llm_calls, llm_latency_ms (mean), feedback_situations (situations that
-    currently carry student feedback)."""
+    cache_hit_rate, llm_calls, llm_latency_ms (mean), feedback_situations (situations, or
+    for subgoal guidance renamed plan states, that currently carry student feedback). Subgoal
+    guidance with an LLM: teacher_accuracy is plan accuracy (the teacher's subgoal against the
+    bot's, on plan probes), plus plan_loops (plan states where every candidate failed) and
+    plans_without_way (subgoals chosen with no way to them on the grid)."""
     HINT = "hint"
     """situation (the teacher's text), situation_key, distribution ({action: probability}),
     teacher_action (null when the hint does not count), action_taken, feedback (the sentence
     the student sent for this situation, or null), weight (how much the hint counts in the
-    guidance loss, 0..1), source ("llm", "oracle" or "none")."""
+    guidance loss, 0..1), source ("llm", "oracle" or "none"), plan (subgoal guidance: state,
+    the plan state's text; subgoal, the current one or null; reached, the subgoals reached this
+    episode; feedback, what the teacher reads for the state, which is then the hint's feedback
+    too; null for action guidance)."""
     EVALUATION = "evaluation"
     """mean_return, success_rate, mean_length, episodes: the greedy policy on held-out seeds;
     sampled_mean_return, sampled_success_rate, sampled_mean_length: the same episodes with

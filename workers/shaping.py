@@ -21,9 +21,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from workers.subgoals import CLOSENESS_WEIGHT, FINAL_ACTION, PlanState, Route, Subgoal, achieved, seen_objects
-
-FINAL_ACTIONS = {a for a in FINAL_ACTION.values() if a}
+from workers.subgoals import CLOSENESS_WEIGHT, FINAL_ACTIONS, PlanState, Route, Subgoal, achieved, seen_objects
 
 
 @dataclass
@@ -110,7 +108,7 @@ class PlannedEnv(gym.Wrapper):
     def plan_state(self) -> PlanState:
         base = self.env.unwrapped
         carrying = (base.carrying.type, base.carrying.color) if base.carrying is not None else None
-        # Doors by their last seen state: one door seen locked and later open is seen open.
+        # Doors by the most open state seen: one seen locked and later open counts as open.
         latest: dict[tuple[str, str], int] = {}
         for obj, color, state in self._episode.seen:
             latest[(obj, color)] = min(state, latest.get((obj, color), 3))
@@ -130,8 +128,9 @@ class PlannedEnv(gym.Wrapper):
         carried_before = base.carrying
         episode = self._episode
         name = self.env.action_names[int(action)]
-        # The subgoal's own action (pickup, toggle, drop) taken where the way to it ends.
-        attempt = episode.route is not None and name in FINAL_ACTIONS and episode.route.action(base) == name
+        # The subgoal's own action (pickup, toggle, drop) taken where the way to it ends, facing
+        # what it needs (not a toggle of a closed door on the way).
+        attempt = episode.route is not None and episode.route.final_action_here(base) == name
         obs, reward, terminated, truncated, info = self.env.step(action)
         episode.step += 1
         if name in FINAL_ACTIONS:
@@ -143,14 +142,18 @@ class PlannedEnv(gym.Wrapper):
             episode.achieved += 1
             episode.done.add(episode.subgoal)
             episode.outcomes[-1].reached_at = episode.step
-            episode.subgoal = None
+            episode.subgoal = episode.route = None
         elif attempt:
             episode.outcomes[-1].attempts += 1  # a locked door stays shut, say
-        self._replan()
         # phi is 0 at the end, truncated or not: the shaping then sums to -phi(s_0) over every
         # episode. (The student cannot see how many subgoals it has achieved, so its value
-        # estimate at a truncation could not pay the bonuses back.)
-        potential = 0.0 if terminated or truncated else self._potential()
+        # estimate at a truncation could not pay the bonuses back.) A plan for the state after
+        # the end would never be followed: none is asked for.
+        if terminated or truncated:
+            potential = 0.0
+        else:
+            self._replan()
+            potential = self._potential()
         info["shaping"] = self.gamma * potential - episode.potential
         episode.potential = potential
         if terminated or truncated:

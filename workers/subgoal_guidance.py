@@ -64,15 +64,15 @@ class PlanMemory:
 
     def __init__(self, min_tries: int = 8):
         self.min_tries = min_tries
-        self.records: dict[tuple[str, Subgoal], PlanRecord] = {}
-        """By (renamed plan state, renamed subgoal)."""
+        self.records: dict[str, dict[Subgoal, PlanRecord]] = {}
+        """By renamed plan state, then renamed subgoal."""
         self.rewarded_states: set[str] = set()
         """Renamed plan states from which some episode got the level's reward."""
 
     def record(self, outcomes: list[PlanOutcome]) -> None:
         for outcome in outcomes:
             names = Renaming.of(outcome.state)
-            rec = self.records.setdefault((names.key, names.abstract(outcome.subgoal)), PlanRecord())
+            rec = self.records.setdefault(names.key, {}).setdefault(names.abstract(outcome.subgoal), PlanRecord())
             rec.chosen += 1
             rec.attempts += outcome.attempts
             rec.no_way += int(outcome.no_way)
@@ -83,16 +83,15 @@ class PlanMemory:
             if outcome.rewarded:
                 self.rewarded_states.add(names.key)
 
-    def _failure(self, key: str, subgoal: Subgoal, text: str) -> str | None:
-        rec = self.records.get((key, subgoal))
-        if rec is None:
-            return None
+    def _failure(self, key: str, rec: PlanRecord, text: str) -> str | None:
+        # The thresholds, not the counts, are in the sentence: a count that grows would make a new
+        # prompt, and a new LLM call, with every try.
         if rec.reached == 0 and rec.attempts >= FAILED_ATTEMPTS:
-            return f"{text}: tried {rec.attempts} times, it did not work"
+            return f"{text}: tried {FAILED_ATTEMPTS} times, it did not work"
         if rec.reached == 0 and rec.no_way >= FAILED_ATTEMPTS:
             return f"{text}: there was no way to it"
         if rec.reached >= self.min_tries and rec.rewarded == 0 and key in self.rewarded_states:
-            return f"{text}: reached {rec.reached} times, and the mission never succeeded after it"
+            return f"{text}: reached {self.min_tries} times, and the mission never succeeded after it"
         return None
 
     def failures(self, state: PlanState) -> dict[Subgoal, str]:
@@ -100,12 +99,11 @@ class PlanMemory:
         teacher reads it."""
         names = Renaming.of(state)
         found = {}
-        for key, abstract in self.records:
-            if key == names.key:
-                subgoal = names.concrete(abstract)
-                why = self._failure(key, abstract, subgoal.text)
-                if why is not None:
-                    found[subgoal] = why
+        for abstract, rec in self.records.get(names.key, {}).items():
+            subgoal = names.concrete(abstract)
+            why = self._failure(names.key, rec, subgoal.text)
+            if why is not None:
+                found[subgoal] = why
         return found
 
     def sentence(self, state: PlanState) -> str | None:
@@ -118,19 +116,22 @@ class PlanMemory:
     @property
     def states_with_feedback(self) -> int:
         """Renamed plan states with a failed subgoal."""
-        return len({k for (k, s) in self.records if self._failure(k, s, s.text) is not None})
+        return sum(
+            any(self._failure(key, rec, s.text) is not None for s, rec in subgoals.items())
+            for key, subgoals in self.records.items()
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "records": [[k, s.key, r.chosen, r.reached, r.attempts, r.no_way, r.rewarded, r.steps]
-                        for (k, s), r in self.records.items()],
+                        for k, subgoals in self.records.items() for s, r in subgoals.items()],
             "rewarded_states": sorted(self.rewarded_states),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.records = {
-            (k, Subgoal.from_key(s)): PlanRecord(c, r, a, x, w, n) for k, s, c, r, a, x, w, n in state.get("records", [])
-        }
+        self.records = {}
+        for k, s, c, r, a, x, w, n in state.get("records", []):
+            self.records.setdefault(k, {})[Subgoal.from_key(s)] = PlanRecord(c, r, a, x, w, n)
         self.rewarded_states = set(state.get("rewarded_states", []))
 
 
@@ -247,9 +248,10 @@ class SubgoalGuidance(EnvironmentAdvice):
         for probe in self.probes:
             question, feedback = planner.question(probe.state, with_feedback=with_feedback)
             answer = (teacher.ask if wait else teacher.latest)(question, feedback) if question.choices else None  # type: ignore[arg-type]
-            if answer is not None:
+            chosen = planner.choose(question, answer)
+            if chosen is not None:  # (not an earlier answer to other choices)
                 unjudged = feedback is None if with_feedback else planner.feedback(probe.state) is None
-                scored.append((unjudged, probe.subgoal.same_as(planner.choose(question, answer))))
+                scored.append((unjudged, probe.subgoal.same_as(chosen)))
 
         def share(rows: list) -> ProbeAccuracy:
             return ProbeAccuracy(sum(hit for _, hit in rows) / len(rows) if rows else None, len(rows), len(self.probes))

@@ -42,7 +42,7 @@ CLOSENESS_WEIGHT = 0.5
 worth more than standing next to it."""
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Subgoal:
     """A verb and an object; ``color`` None names any object of that type."""
 
@@ -128,8 +128,9 @@ _COLOUR_WORD = re.compile(r"\b(" + "|".join(COLOR_NAMES) + r")\b")
 @dataclass(frozen=True)
 class Renaming:
     """A plan state with its colours renamed ``c0``, ``c1``... in order of appearance (the
-    mission's first, then what is carried, then what was seen): plan states that differ only by
-    their colours share a ``key``. The student's feedback is pooled over them, since what works
+    mission's first, then what is carried, then what was seen, sorted by type and colour name):
+    plan states that differ only by their colours share a ``key`` (where two objects of a type
+    differ only by colour, some are not pooled: safe, if less than could be). The student's feedback is pooled over them, since what works
     with a blue key and a blue door works with a red key and a red door."""
 
     key: str
@@ -197,7 +198,7 @@ def candidates(state: PlanState) -> tuple[Subgoal, ...]:
         found |= acts
         if state.carrying is not None and "drop" in state.actions and obj != "door":
             found.add(Subgoal("putnext", obj, color))
-    return tuple(sorted(found))
+    return tuple(sorted(found, key=lambda s: (s.verb, s.type, s.color or "")))
 
 
 def achieved(env: Any, subgoal: Subgoal, dropped: Any = None) -> bool:
@@ -235,6 +236,8 @@ def _passable(cell: Any) -> bool:
 STEPS = ((1, 0), (0, 1), (-1, 0), (0, -1))
 """minigrid's directions: 0 east (+x), 1 south (+y), 2 west, 3 north."""
 FINAL_ACTION = {"goto": None, "pickup": "pickup", "open": "toggle", "putnext": "drop"}
+FINAL_ACTIONS = frozenset(a for a in FINAL_ACTION.values() if a)
+"""The actions that change the grid (after one, the way to a subgoal is found again)."""
 
 
 class Route:
@@ -277,6 +280,13 @@ class Route:
         """1 where the agent can face the subgoal, falling to 0 at ``width + height`` moves (or no way)."""
         d = self.steps(env)
         return 0.0 if d is None else max(0.0, 1.0 - d / self.scale)
+
+    def final_action_here(self, env: Any) -> str | None:
+        """The subgoal's own action if the agent stands where the way ends, facing what the
+        subgoal needs; else None."""
+        here = (int(env.agent_pos[0]), int(env.agent_pos[1]))
+        front = tuple(int(v) for v in env.front_pos)
+        return FINAL_ACTION[self.subgoal.verb] if self.distance.get(here) == 0 and front in self.faced else None
 
     def action(self, env: Any) -> str | None:
         """The action that starts a shortest way to the subgoal (its own action, pickup, toggle or

@@ -196,6 +196,8 @@ def test_plan_memory_reports_what_is_rarely_reached_or_never_pays():
     memory.record([outcome(key, reached=5, rewarded=True) for _ in range(4)])
     sentence = memory.sentence(YELLOW)
     assert "pick up the grey ball: reached 4 times, and the mission never succeeded after it" in sentence
+    memory.record([outcome(door, attempts=5)])
+    assert memory.sentence(YELLOW) == sentence, "the sentence (and so the prompt) does not change with every try"
     assert "pick up the yellow key" not in sentence
     assert set(memory.failures(YELLOW)) == {door, ball} and memory.states_with_feedback == 1
     other = PlanState("open the yellow door", ("key", "yellow"), (("door", "yellow", 2),), DOORS)

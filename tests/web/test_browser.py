@@ -72,11 +72,14 @@ def page(stack):
         yield logged_in_page(browser, base, "tester")
 
 
-def launch(page, base: str, name: str, total_timesteps: int, mode: str = "ppo") -> None:
+def launch(page, base: str, name: str, total_timesteps: int, mode: str = "ppo", **choices: str) -> None:
+    """Launch one seed from the form; ``choices``: other select fields by id ("env_id", "hp_guidance_kind")."""
     page.goto(base + "/experiments/new/")
     page.click("details.advanced > summary")  # the hyperparameters are folded under it
     page.fill("#id_name", name)
     page.select_option("#id_mode", mode)
+    for field, value in choices.items():
+        page.select_option(f"#id_{field}", value)
     # The smallest teacher: these tests watch the page, not the teacher, and the default one's
     # warm-up and calls take minutes on a loaded 2-core machine.
     page.select_option("#id_teacher_model", SMOLLM2)
@@ -119,6 +122,18 @@ def test_a_launched_run_is_watched_live_to_the_end(stack, page):
     screenshot(page, "run-finished.png")
     page.reload()
     page.wait_for_function("document.getElementById('chart-return').data[0].x.length >= 4", timeout=15000)
+    assert page.errors == []
+
+
+def test_a_subgoal_run_shows_the_plan_under_the_hint(stack, page):
+    base, _, _ = stack
+    launch(page, base, "subgoals", 1024, "oracle", env_id="BabyAI-UnlockLocal-v0", hp_guidance_kind="subgoals")
+    page.wait_for_function("!document.getElementById('plan').hidden && "
+                           "document.getElementById('plan-state').textContent.startsWith('Mission: open the door.')",
+                           timeout=120000)
+    page.wait_for_function("document.getElementById('status').textContent === 'succeeded'", timeout=120000)
+    assert page.text_content("#plan-subgoal") and page.text_content("#plan-reached")
+    screenshot(page, "run-subgoals.png")
     assert page.errors == []
 
 

@@ -63,15 +63,15 @@ class Command(BaseCommand):
             self.stderr.write(f"skipped {name}: seeds {undone} not done yet")
             return
         experiment = Experiment.objects.filter(team=team, name=name).first()
+        config = spec.config(level, mode, spec.seeds[0])  # the study's mode name may carry a guidance kind
         if experiment is None:
-            config = spec.config(level, mode, spec.seeds[0])
             try:
                 experiment = services.experiment_create(
                     owner=owner,
                     team=team,
                     name=name,
                     env_id=level.env_id,
-                    mode=mode,
+                    mode=config.mode.value,
                     teacher_model=config.teacher_model,
                     hyperparameters={k: v for k, v in config.to_dict().items() if k not in OWN_FIELDS},
                     seeds=list(spec.seeds),
@@ -81,7 +81,7 @@ class Command(BaseCommand):
                 )
             except (ValidationError, PermissionDenied) as exc:
                 raise CommandError(f"{name}: " + "; ".join(getattr(exc, "messages", [str(exc)]))) from None
-        elif (experiment.env_id, experiment.mode) != (level.env_id, mode):
+        elif (experiment.env_id, experiment.mode) != (level.env_id, config.mode.value):
             raise CommandError(f"{name}: an experiment of that name exists for {experiment.mode} on {experiment.env_id}")
         replayed = 0
         for run in experiment.runs.order_by("seed"):
