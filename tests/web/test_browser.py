@@ -133,6 +133,7 @@ def test_a_subgoal_run_shows_the_plan_under_the_hint(stack, page):
                            timeout=120000)
     page.wait_for_function("document.getElementById('status').textContent === 'succeeded'", timeout=120000)
     assert page.text_content("#plan-subgoal") and page.text_content("#plan-reached")
+    assert "guided by subgoals" in page.inner_text("main"), "the run's header says the guidance kind"
     screenshot(page, "run-subgoals.png")
     assert page.errors == []
 
