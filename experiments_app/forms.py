@@ -224,7 +224,10 @@ class LaunchForm(forms.Form):
             form.add_error(None, f"unknown preset: choose one of {', '.join(PRESETS)}")
             return form
         general = {name: data.get(name, "") for name in GENERAL_FIELDS if name != "seeds"}
-        return cls.for_preset(preset, user=user, **general)
+        form = cls.for_preset(preset, user=user, **general)
+        if data.get(HP_PREFIX + KIND) in CHOICES[KIND]:  # a preset leaves the guidance kind as chosen
+            form.initial[HP_PREFIX + KIND] = data[HP_PREFIX + KIND]
+        return form
 
     @classmethod
     def demo(cls, *, user: AbstractBaseUser) -> "LaunchForm":

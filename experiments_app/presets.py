@@ -99,6 +99,9 @@ def preset_table() -> dict[str, Any]:
             for mode in Mode:
                 values = hyperparameters_for(preset=preset, env_id=env_id, mode=mode.value)
                 levels.setdefault(env_id, {})[mode.value] = {k: v for k, v in values.items() if base[k] != v}
+        # A preset says how long and how closely to train, not what the teacher gives: the
+        # guidance kind chosen beside the mode stays as it is.
+        base = {k: v for k, v in base.items() if k != "guidance_kind"}
         table[preset.key] = {"seeds": preset.seeds, "values": base, "levels": levels}
     return table
 

@@ -134,9 +134,11 @@ def test_defaults_follow_the_level():
     assert outside["return_threshold"] == RunConfig.return_threshold and outside["total_timesteps"] == RunConfig.total_timesteps
     assert hyperparameters_for(preset=PAPER, env_id=DEFAULT_ENV, mode="bidirectional") == hyperparameter_defaults()
     # The page's script gets the same values: the base plus what differs on each study level and mode.
+    # (All but the guidance kind, which a preset leaves as chosen.)
     table = preset_table()["study"]
-    assert {**table["values"], **table["levels"][red_ball.env_id]["teacher"]} == \
+    assert {**table["values"], **table["levels"][red_ball.env_id]["teacher"], KIND: "actions"} == \
         hyperparameters_for(preset=STUDY, env_id=red_ball.env_id, mode="teacher")
+    assert all(KIND not in preset["values"] for preset in preset_table().values())
 
 
 def test_an_empty_form_starts_from_the_paper_preset(alice_client):
@@ -156,6 +158,8 @@ def test_a_preset_button_without_javascript_applies_it_to_the_chosen_level(alice
     assert form.preset == STUDY and form["name"].value() == "my cell" and form["seeds"].value() == STUDY.seeds
     assert form["hp_total_timesteps"].value() == 4096 and form["hp_return_threshold"].value() == 0.6
     assert form["hp_frame_interval_s"].value() == 0.0, "the study's settings"
+    kept = alice_client.post(reverse("experiments:launch"), {**typed, "preset": "study", f"hp_{KIND}": "subgoals"})
+    assert kept.context["form"][f"hp_{KIND}"].value() == "subgoals", "a preset leaves the guidance kind as chosen"
     # What the page shows now launches as it is.
     launch = alice_client.post(reverse("experiments:launch"), posted_inputs(response.content.decode(), "launch-form"))
     assert launch.status_code == 302
