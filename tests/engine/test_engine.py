@@ -78,10 +78,11 @@ def test_bidirectional_feedback_reaches_the_teacher(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["oracle", "unidirectional", "bidirectional"])
-def test_every_guiding_mode_runs_with_subgoal_guidance_on_a_door_level(tmp_path, mode):
+@pytest.mark.parametrize("mode", ["oracle", "bidirectional"])  # (unidirectional: the same planner, no memory)
+def test_the_guiding_modes_run_with_subgoal_guidance_on_a_door_level(tmp_path, mode):
     summary, sink = run(tmp_path, env_id="BabyAI-UnlockLocal-v0", mode=Mode(mode), guidance_kind=GuidanceKind.SUBGOALS,
-                        teacher_model=RunConfig.teacher_model, hint_interval_s=0.001, total_timesteps=2048)
+                        teacher_model=RunConfig.teacher_model, hint_interval_s=0.001, total_timesteps=1024,
+                        probe_states=20)
     assert summary["guidance_kind"] == "subgoals" and sink.events[-1].kind == EventKind.RUN_FINISHED
     hints = sink.of_kind(EventKind.HINT)
     plans = [h.data["plan"] for h in hints]
