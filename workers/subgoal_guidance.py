@@ -106,12 +106,13 @@ class PlanMemory:
                 found[subgoal] = why
         return found
 
-    def sentence(self, state: PlanState) -> str | None:
-        """The feedback the teacher reads for this plan state: the subgoals that failed here."""
-        failures = sorted(self.failures(state).values())
-        if not failures:
+    def sentence(self, state: PlanState, failures: dict[Subgoal, str] | None = None) -> str | None:
+        """The feedback the teacher reads for this plan state: the subgoals that failed here
+        (``failures``, when the caller has them already)."""
+        reasons = sorted((self.failures(state) if failures is None else failures).values())
+        if not reasons:
             return None
-        return "Feedback from the student: these did not work here: " + "; ".join(failures) + "."
+        return "Feedback from the student: these did not work here: " + "; ".join(reasons) + "."
 
     @property
     def states_with_feedback(self) -> int:
@@ -177,7 +178,8 @@ class LLMPlanner:
         """What the teacher is asked about ``state``: the question and the feedback sentence."""
         if not with_feedback or self.memory is None:
             return PlanQuestion.of(state), None
-        return PlanQuestion.of(state, frozenset(self.memory.failures(state))), self.feedback(state)
+        failures = self.memory.failures(state)  # once: this runs every step of every environment
+        return PlanQuestion.of(state, frozenset(failures)), self.memory.sentence(state, failures)
 
     @staticmethod
     def choose(question: PlanQuestion, answer: np.ndarray | None) -> Subgoal | None:
