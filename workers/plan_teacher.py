@@ -29,7 +29,9 @@ PLAN_HELP = (
 
 @dataclass(frozen=True)
 class PlanQuestion:
-    """A plan state with the subgoals the teacher may choose from; ``key`` names it in caches."""
+    """A plan state with the subgoals the teacher may choose from. ``key`` names it in the
+    teacher's caches: the state and the choices, so that an answer is only ever read against
+    the choices it scored (the feedback can take a failed choice out of a state's question)."""
 
     state: PlanState
     choices: tuple[Subgoal, ...]
@@ -42,7 +44,7 @@ class PlanQuestion:
 
     @property
     def key(self) -> str:
-        return self.state.key
+        return f"{self.state.key} | choices: " + "; ".join(c.text for c in self.choices)
 
     @property
     def text(self) -> str:

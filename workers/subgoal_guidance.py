@@ -183,7 +183,7 @@ class LLMPlanner:
 
     @staticmethod
     def choose(question: PlanQuestion, answer: np.ndarray | None) -> Subgoal | None:
-        if answer is None or len(answer) != len(question.choices) or len(answer) == 0:
+        if answer is None or not question.choices:
             return None
         return question.choices[int(np.argmax(answer))]
 

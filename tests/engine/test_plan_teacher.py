@@ -50,6 +50,14 @@ def test_feedback_is_in_the_prompt_and_re_asks(teacher):
     assert teacher.stats.calls == calls + 1 or teacher.cached(question.key, feedback) is not None
 
 
+def test_an_answer_is_only_read_against_the_choices_it_scored():
+    everything = PlanQuestion.of(LOCKED)
+    fewer = PlanQuestion.of(LOCKED, frozenset({Subgoal("open", "door", "blue")}))
+    assert len(fewer.choices) == len(everything.choices) - 1
+    assert fewer.key != everything.key, "the teacher's latest answer for one must not be read for the other"
+    assert LLMPlanner.choose(fewer, None) is None
+
+
 @pytest.mark.slow
 def test_the_planner_only_ever_names_a_candidate(teacher):
     planner = LLMPlanner(teacher)
