@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -40,15 +39,18 @@ def assert_strictly_increasing(events):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [m.value for m in Mode])
 def test_every_mode_runs_and_reports_with_the_default_teacher(tmp_path, mode):
-    summary, sink = run(tmp_path, mode=Mode(mode), teacher_model=RunConfig.teacher_model)
+    # The teacher alone waits for an answer in every new situation it meets: two short rollouts.
+    n_envs, n_steps, budget = (2, 32, 128) if mode == Mode.TEACHER.value else (4, 128, 2048)
+    summary, sink = run(tmp_path, mode=Mode(mode), teacher_model=RunConfig.teacher_model, total_timesteps=budget,
+                        n_envs=n_envs, n_steps=n_steps, probe_states=20, eval_interval=budget // 2)
     kinds = [e.kind for e in sink.events]
     assert kinds[0] == EventKind.RUN_STARTED and kinds[-1] == EventKind.RUN_FINISHED
     assert sink.events[0].seq == 1
     assert_strictly_increasing(sink.events)
-    assert SUMMARY_KEYS <= set(summary) and summary["timesteps"] >= 2048
+    assert SUMMARY_KEYS <= set(summary) and summary["timesteps"] >= budget
     assert 0.0 <= summary["final_eval_return"] <= 1.0 and 0.0 <= summary["final_eval_sampled_return"] <= 1.0
     metrics = sink.of_kind(EventKind.METRICS)
-    assert len(metrics) == 4 and all(m.data["episodes"] > 0 for m in metrics)
+    assert len(metrics) == budget // (n_envs * n_steps) and all(m.data["episodes"] > 0 for m in metrics)
     assert sink.of_kind(EventKind.PROGRESS)[-1].data["timesteps"] == summary["timesteps"]
     assert sink.of_kind(EventKind.EVALUATION) and sink.of_kind(EventKind.FRAME)
     frame = sink.of_kind(EventKind.FRAME)[0].data
@@ -60,6 +62,8 @@ def test_every_mode_runs_and_reports_with_the_default_teacher(tmp_path, mode):
         assert set(hint["distribution"]) == {"left", "right", "forward"} and hint["situation"]
     else:
         assert summary["llm_calls"] == 0 and summary["teacher_accuracy_start"] is None
+    if Mode(mode) == Mode.UNIDIRECTIONAL:
+        assert summary["teacher_accuracy_end"] == summary["teacher_accuracy_start"], "no feedback, no change"
     if Mode(mode).guides_student:
         coefs = [m.data["guidance_coef"] for m in metrics]
         assert coefs[0] > coefs[-1] >= 0, "the guidance weight is annealed"
@@ -101,12 +105,6 @@ def test_the_guiding_modes_run_with_subgoal_guidance_on_a_door_level(tmp_path, m
 
 
 @pytest.mark.slow
-def test_unidirectional_teacher_never_changes(tmp_path):
-    summary, _ = run(tmp_path, mode=Mode.UNIDIRECTIONAL, total_timesteps=4096)
-    assert summary["teacher_accuracy_end"] == summary["teacher_accuracy_start"]
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("env_id", ["BabyAI-GoToRedBall-v0", "BabyAI-GoToLocal-v0", "BabyAI-UnlockLocal-v0", "MiniGrid-DoorKey-5x5-v0"])
 def test_other_levels_share_the_code_path(tmp_path, env_id):
     summary, sink = run(tmp_path, env_id=env_id, mode=Mode.PPO, total_timesteps=1024, eval_interval=0)
@@ -127,16 +125,17 @@ def test_evaluation_plays_the_episodes_the_config_budgets(tmp_path):
 def test_same_seed_same_ppo_curve(tmp_path):
     curves = []
     for name in ("a", "b"):
-        _, sink = run(tmp_path / name, mode=Mode.PPO, eval_interval=0)
+        _, sink = run(tmp_path / name, mode=Mode.PPO, eval_interval=0, total_timesteps=1024)
         curves.append([(m.timestep, m.data["mean_return"], m.data["value_loss"]) for m in sink.of_kind(EventKind.METRICS)])
     assert curves[0] == curves[1]
-    _, other = run(tmp_path / "c", mode=Mode.PPO, eval_interval=0, seed=1)
+    _, other = run(tmp_path / "c", mode=Mode.PPO, eval_interval=0, total_timesteps=1024, seed=1)
     assert [(m.timestep, m.data["mean_return"]) for m in other.of_kind(EventKind.METRICS)] != [c[:2] for c in curves[0]]
 
 
 @pytest.mark.slow
 def test_stop_then_resume_continues_steps_and_sequence_numbers(tmp_path):
-    config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "total_timesteps": 3072, "checkpoint_interval": 0})
+    config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "total_timesteps": 3072, "checkpoint_interval": 0,
+                          "probe_states": 10})
     first = ListSink()
     summary = train(config, first, out_dir=tmp_path, should_stop=lambda: len(first.of_kind(EventKind.METRICS)) >= 2)
     assert summary["status"] == "stopped" and summary["timesteps"] == 1024
@@ -194,7 +193,7 @@ def test_a_hanging_llm_call_switches_the_run_to_student_only(tmp_path, monkeypat
         return real_prompt(self, situation, feedback)
 
     monkeypatch.setattr(LLMTeacher, "prompt", prompt)
-    config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "teacher_timeout_s": 4.0, "total_timesteps": 16384,
+    config = RunConfig(**{**SMALL, "mode": Mode.BIDIRECTIONAL, "teacher_timeout_s": 4.0, "total_timesteps": 4096,
                           "probe_states": 20, "feedback_min_visits": 4})
     summary = train(config, sink, out_dir=tmp_path)
     faults = sink.of_kind(EventKind.TEACHER_FAULT)
@@ -202,7 +201,7 @@ def test_a_hanging_llm_call_switches_the_run_to_student_only(tmp_path, monkeypat
     assert "did not answer within 4 s" in faults[0].data["error"]
     after = [m for m in sink.of_kind(EventKind.METRICS) if m.seq > faults[0].seq]
     assert after and all(m.data["guidance_loss"] is None for m in after), [(m.seq, m.timestep, m.data["guidance_loss"]) for m in after]
-    assert summary["status"] == "succeeded" and summary["timesteps"] == 16384
+    assert summary["status"] == "succeeded" and summary["timesteps"] == 4096
 
 
 @pytest.mark.slow

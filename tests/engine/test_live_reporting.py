@@ -103,7 +103,7 @@ def test_frames_show_the_agents_field_of_view_and_the_episodes_return(tmp_path):
 def test_teacher_accuracy_is_reported_from_the_first_rollout_with_how_many_probes_it_covers(tmp_path):
     # The teacher acting alone: nothing warms its answers up before the first rollout, so
     # the first rollouts are measured on the probe states it has answered by then.
-    summary, sink = run(tmp_path, mode=Mode.TEACHER)
+    summary, sink = run(tmp_path, mode=Mode.TEACHER, n_envs=2, n_steps=64, total_timesteps=512, eval_interval=0)
     metrics = [m.data for m in sink.of_kind(EventKind.METRICS)]
     assert all(m["probe_states"] == 40 for m in metrics)
     answered = [m["teacher_accuracy_answered"] for m in metrics]

@@ -24,7 +24,7 @@ from tests.stack import (PASSWORD, ROLLOUT, ROOT, TEAM, TINY_RUN, USERNAME, Sess
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(420)]
 
-RUN = {**TINY_RUN, "frame_interval_s": 0.5, "checkpoint_interval": 5, "total_timesteps": 400 * ROLLOUT}
+RUN = {**TINY_RUN, "frame_interval_s": 0.5, "checkpoint_interval": 5, "total_timesteps": 200 * ROLLOUT}
 DOWN_S = 10
 
 
