@@ -19,8 +19,9 @@ final evaluation, greedy and sampled.
 The runs are a study (``study.runner``: one process per run, ``--workers`` at a time; ``--out``
 keeps the run directories, and running again with the same ``--out`` resumes), so budgets are
 rounded up to whole rollouts. ``--from-study`` reads a study's finished runs instead (``make
-study``: the same engine with the study's settings). Writes ``--json`` (default
-benchmarks/results/speedup.json): ``{"levels": {env: {"budget", "threshold", "modes": {mode:
+study``: the same engine with the study's settings). Writes the levels it measured into
+``--json`` (default benchmarks/results/speedup.json; the other levels there stay):
+``{"levels": {env: {"command", "header", "budget", "threshold", "modes": {mode:
 {"seeds", "reached", "median_frames_to_threshold", "speedup_vs_ppo", "median_wall_s_to_threshold",
 "teacher_accuracy_start", "teacher_accuracy_end", "teacher_accuracy_end_unjudged",
 "llm_calls_per_1k_steps", "steps_per_s", "final_eval_return", "final_eval_sampled_return",
@@ -156,12 +157,14 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as out:
                 data = run_levels(*run, Path(out))
         header = f"{args.seeds} seeds, {args.workers} run(s) at a time, teacher {args.teacher}"
-    result = {"command": shlex.join(["python", *sys.argv]), "header": header,
-              "levels": {level.env_id: level_figures(data, level) for level in levels}}
+    command = shlex.join(["python", *sys.argv])
+    measured = {level.env_id: {"command": command, "header": header, **level_figures(data, level)} for level in levels}
+    # One file for every level measured: a level measured again replaces its entry, the others stay.
+    previous = json.loads(args.json.read_text()).get("levels", {}) if args.json.exists() else {}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    args.json.write_text(json.dumps({"levels": {**previous, **measured}}, indent=2))
     print(header + "\n")
-    for env_id, figures in result["levels"].items():
+    for env_id, figures in measured.items():
         print(table(env_id, figures) + "\n")
 
 
