@@ -11,6 +11,7 @@ and the sums are renormalised. So the teacher always names one of the candidates
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class PlanQuestion:
         says ``failed`` there (the feedback sentence names them, and is part of the cache key)."""
         return cls(state, tuple(c for c in candidates(state) if c not in failed))
 
-    @property
+    @cached_property  # read several times a step, in every environment, by the teacher's caches
     def key(self) -> str:
         return f"{self.state.key} | choices: " + "; ".join(c.text for c in self.choices)
 
