@@ -27,6 +27,8 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +36,9 @@ import numpy as np
 from workers.models import DEFAULT_TEACHER, GEMMA, SMOLLM2, available_models, model_dirs  # noqa: F401
 from workers.models import TeacherError, check_gguf, resolve_model
 from workers.situation import Situation
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
 
 ACTION_HELP = {
     "left": "turn left, staying in the same cell",
@@ -77,6 +82,44 @@ def idle_cores(limit: int = 4) -> int:
     one, beside another run), and single calls passed the 20 s timeout."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(1, min(limit, (os.cpu_count() or 1) - round(load)))
+
+
+_LOADING = threading.Lock()
+
+
+def cpu_uses_amx() -> bool:
+    """Whether this llama.cpp build runs matrix multiplications on the CPU's AMX units."""
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+def load_llama(path: Path, **kwargs: Any) -> "Llama":
+    """``llama_cpp.Llama(model_path=path, **kwargs)``, except on a CPU with AMX: there the model
+    is loaded without llama.cpp's extra weight buffer types, one of which is AMX's. Its matrix
+    multiplication crashes the process at the first evaluation (a segmentation fault in
+    ggml_backend_amx_mul_mat, ggml-org/llama.cpp#20824, with Qwen2.5-Coder-0.5B Q4_K_M on an
+    Intel Sapphire Rapids machine, 2026-12-07); without it the same calls take 412 ms. The
+    ``Llama`` class has no option for it, so its default model parameters are replaced for the
+    length of the load."""
+    from llama_cpp import Llama
+    from llama_cpp import llama as llama_module
+
+    if not cpu_uses_amx():
+        return Llama(model_path=str(path), **kwargs)
+    with _LOADING:
+        defaults = llama_module.llama_cpp.llama_model_default_params
+
+        def without_extra_buffers():
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
+
+        llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
+        try:
+            return Llama(model_path=str(path), **kwargs)
+        finally:
+            llama_module.llama_cpp.llama_model_default_params = defaults
 
 
 @dataclass
@@ -144,8 +187,6 @@ class LLMTeacher:
     """Answers a situation with a distribution over the level's actions, from a GGUF model."""
 
     def __init__(self, model: str, actions: tuple[str, ...], *, timeout_s: float = 20.0, n_threads: int = 1):
-        from llama_cpp import Llama
-
         self.path = resolve_model(model)
         check_gguf(self.path)
         self.name = model
@@ -154,8 +195,8 @@ class LLMTeacher:
         self._threads = n_threads
         n_gpu_layers = gpu_layers()
         try:
-            self._llm = Llama(model_path=str(self.path), n_ctx=1024, n_threads=n_threads, n_threads_batch=n_threads,
-                              n_gpu_layers=n_gpu_layers, verbose=False)
+            self._llm = load_llama(self.path, n_ctx=1024, n_threads=n_threads, n_threads_batch=n_threads,
+                                   n_gpu_layers=n_gpu_layers, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise TeacherError(f"llama.cpp could not load {self.path}: {exc}") from exc
         self._action_tokens = [self._first_token(" " + a) for a in actions]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from workers.situation import Situation
+from workers import teachers
 from workers.teachers import DEFAULT_TEACHER, HOW_TO_REACH, LLMTeacher, TeacherError, available_models, gpu_layers, resolve_model
 
 NAV = ("left", "right", "forward")
@@ -54,6 +55,24 @@ def test_the_prompt_renders_for_every_installed_model(model):
         assert np.isclose(t.ask(AHEAD, None).sum(), 1.0)
     finally:
         t.close()
+
+
+def test_on_a_cpu_with_amx_the_model_loads_without_extra_buffer_types_and_answers(monkeypatch):
+    """On an AMX machine (this project's CI machine, 2026-12-07) llama.cpp's AMX buffer type crashed
+    the process at the first evaluation; the teacher loads without it there, and elsewhere as
+    before. Here AMX is claimed, so that any machine takes that path."""
+    from llama_cpp import llama as llama_module
+
+    defaults = llama_module.llama_cpp.llama_model_default_params
+    monkeypatch.setattr(teachers, "cpu_uses_amx", lambda: True)
+    t = LLMTeacher(DEFAULT_TEACHER, NAV, timeout_s=60)
+    try:
+        assert t._llm.model_params.use_extra_bufts is False
+        assert np.isclose(t.ask(AHEAD, None).sum(), 1.0)
+    finally:
+        t.close()
+    assert llama_module.llama_cpp.llama_model_default_params is defaults, "the library's defaults are put back"
+    assert defaults().use_extra_bufts is True
 
 
 @pytest.mark.slow  # two fresh answers from the 0.5B model
