@@ -78,7 +78,7 @@ def _median(values: list) -> float | None:
 def level_figures(data: StudyData, level: Level) -> dict[str, Any]:
     """The JSON of one level: every mode's figures and runs."""
     modes: dict[str, Any] = {}
-    for mode in data.spec.modes:
+    for mode in data.spec.modes_of(level):
         runs = data.select(level.env_id, mode)
         if not runs:
             continue

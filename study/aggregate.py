@@ -1,5 +1,7 @@
-"""Per level and mode: each metric's IQM with its bootstrap 95 % CI, and bidirectional tested
-against every other mode. Everything JSON-able, for ``docs/results/study.json`` and the report.
+"""Per level and mode: each metric's IQM with its bootstrap 95 % CI; the speed-up of every mode
+against PPO alone and the share of the oracle's gain the teacher-guided modes capture, with
+their CIs; and the level's bidirectional mode (with the level's guidance kind) tested against
+every other mode. Everything JSON-able, for ``docs/results/study.json`` and the report.
 
 Metrics (one value per run):
 
@@ -23,11 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from experiments_app.analysis import area_under_curve
 from study import stats
 from study.data import RunData, StudyData
-
-BIDIRECTIONAL = "bidirectional"
+from study.spec import ALL_MODES, Level, StudySpec, arm_fields, arm_name
+from workers.config import GuidanceKind, Mode
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class Metric:
     higher_is_better: bool
     value: Callable[[RunData], float | None]
     tested: bool
-    """Compared between bidirectional and the other modes."""
+    """Compared between the level's bidirectional mode and the other modes."""
     across_levels: bool
     """Comparable across levels, so pooled over them (stratified by level)."""
 
@@ -82,13 +86,74 @@ def values(runs: list[RunData], metric: Metric) -> list[float]:
     return [float(v) for v in (metric.value(r) for r in runs) if v is not None]
 
 
+def _censored(runs: list[RunData]) -> bool:
+    return any(r.summary.get("frames_to_threshold") is None for r in runs)
+
+
+def _bound(*, lower_if: bool, upper_if: bool) -> str:
+    """What censored frames make of a statistic: "exact" (no run censored), "lower" or "upper"
+    (the true value is at least / at most the estimate), or "unknown" (censored both ways)."""
+    if lower_if and upper_if:
+        return "unknown"
+    return "lower" if lower_if else "upper" if upper_if else "exact"
+
+
+def speedups(data: StudyData, level: Level, *, reps: int, seed: int) -> dict[str, Any]:
+    """Per mode of ``level`` other than PPO alone: PPO alone's frames to threshold over the
+    mode's (IQMs), with its 95 % CI. PPO runs that never reached the threshold count as the
+    budget, so the speed-up is then a lower bound; the mode's own censored runs make it an
+    upper bound."""
+    ppo = data.select(level.env_id, Mode.PPO.value)
+    frames = METRIC["frames_to_threshold"]
+    rows = {}
+    for mode in data.spec.modes_of(level):
+        runs = data.select(level.env_id, mode)
+        if mode == Mode.PPO.value or not runs or not ppo:
+            continue
+        estimate = stats.group_estimate([values(ppo, frames), values(runs, frames)], np.divide, reps=reps, seed=seed)
+        rows[mode] = {**estimate.to_dict(), "bound": _bound(lower_if=_censored(ppo), upper_if=_censored(runs))}
+    return rows
+
+
+def oracle_shares(data: StudyData, level: Level, *, reps: int, seed: int) -> dict[str, Any]:
+    """Per teacher-guided mode of ``level`` (unidirectional, bidirectional) whose guidance kind
+    the oracle also ran with: the share of the oracle's gain in frames to threshold that the
+    mode captures, ``(F_ppo - F_mode) / (F_ppo - F_oracle)`` on IQMs (1: all of it, 0: none,
+    below 0: slower than PPO alone), with its 95 % CI. Censored PPO runs make it a lower bound
+    (while the mode is no faster than the oracle), the mode's an upper one."""
+    ppo = data.select(level.env_id, Mode.PPO.value)
+    frames = METRIC["frames_to_threshold"]
+    rows = {}
+    for mode in data.spec.modes_of(level):
+        fields = arm_fields(mode)
+        if fields["mode"] not in (Mode.UNIDIRECTIONAL.value, Mode.BIDIRECTIONAL.value):
+            continue
+        oracle_mode = arm_name(Mode.ORACLE.value, fields.get("guidance_kind", GuidanceKind.ACTIONS.value))
+        runs, oracle = data.select(level.env_id, mode), data.select(level.env_id, oracle_mode)
+        if not (runs and oracle and ppo):
+            continue
+        estimate = stats.group_estimate(
+            [values(ppo, frames), values(runs, frames), values(oracle, frames)],
+            lambda p, m, o: (p - m) / (p - o),
+            reps=reps,
+            seed=seed,
+        )
+        rows[mode] = {
+            **estimate.to_dict(),
+            "oracle": oracle_mode,
+            "bound": "unknown" if _censored(oracle) else _bound(lower_if=_censored(ppo), upper_if=_censored(runs)),
+        }
+    return rows
+
+
 def aggregate(data: StudyData, *, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Estimates per level and mode, the tests, and the estimates pooled over levels."""
+    """Estimates per level and mode, the speed-ups and shares of the oracle's gain, the tests,
+    and each mode (with each level's guidance kind) pooled over levels."""
     spec = data.spec
     levels = []
     for level in spec.levels:
         modes: dict[str, Any] = {}
-        for mode in spec.modes:
+        for mode in spec.modes_of(level):
             runs = data.select(level.env_id, mode)
             modes[mode] = {
                 "runs": len(runs),
@@ -102,48 +167,64 @@ def aggregate(data: StudyData, *, reps: int = 2000, seed: int = 0) -> dict[str, 
                 "budget": level.total_timesteps,
                 "teacher_budget": level.teacher_timesteps or level.total_timesteps,
                 "why": level.why,
+                "guidance_kind": level.guidance_kind,
+                "tested_mode": tested_mode(spec, level),
                 "modes": modes,
+                "speedups": speedups(data, level, reps=reps, seed=seed),
+                "oracle_shares": oracle_shares(data, level, reps=reps, seed=seed),
                 "tests": tests(data, level.env_id, seed=seed),
             }
         )
-    overall = {
-        mode: {
-            m.name: stats.estimate(
-                [values(data.select(level.env_id, mode), m) for level in spec.levels], reps=reps, seed=seed
-            ).to_dict()
-            for m in METRICS
-            if m.across_levels
-        }
-        for mode in spec.modes
-    }
+    # Pooled by role: each level contributes its mode with its own guidance kind.
+    overall = {}
+    for mode in ALL_MODES:
+        strata = [
+            data.select(level.env_id, level.arm(mode)) for level in spec.levels if level.arm(mode) in spec.modes_of(level)
+        ]
+        if strata:
+            overall[mode] = {
+                m.name: stats.estimate([values(runs, m) for runs in strata], reps=reps, seed=seed).to_dict()
+                for m in METRICS
+                if m.across_levels
+            }
     return {"levels": levels, "overall": overall}
 
 
+def tested_mode(spec: StudySpec, level: Level) -> str | None:
+    """The mode tested against the others on ``level``: bidirectional with the level's guidance
+    kind (None if the level does not run it)."""
+    mode = level.arm(Mode.BIDIRECTIONAL.value)
+    return mode if mode in spec.modes_of(level) else None
+
+
 def tests(data: StudyData, env_id: str, *, seed: int = 0) -> list[dict[str, Any]]:
-    """Bidirectional against every other mode on ``env_id``, for each tested metric, with
-    Holm-adjusted p-values over the comparisons of that metric on that level. ``a12`` is the
-    probability that a bidirectional run is *better* (for frames: needs fewer). A comparison
-    needs at least two runs on each side."""
-    if BIDIRECTIONAL not in data.spec.modes:
+    """The level's tested mode (``tested_mode``) against every other mode on ``env_id``, for
+    each tested metric, with Holm-adjusted p-values over the comparisons of that metric on that
+    level. ``a12`` is the probability that a run of the tested mode is *better* (for frames:
+    needs fewer). A comparison needs at least two runs on each side."""
+    level = data.spec.level(env_id)
+    tested = tested_mode(data.spec, level)
+    if tested is None:
         return []
     rows: list[dict[str, Any]] = []
     for metric in METRICS:
         if not metric.tested:
             continue
-        bi = values(data.select(env_id, BIDIRECTIONAL), metric)
+        mine = values(data.select(env_id, tested), metric)
         group = []
-        for mode in data.spec.modes:
+        for mode in data.spec.modes_of(level):
             other = values(data.select(env_id, mode), metric)
-            if mode == BIDIRECTIONAL or len(bi) < 2 or len(other) < 2:
+            if mode == tested or len(mine) < 2 or len(other) < 2:
                 continue
-            # A12 oriented so that > 0.5 always means "bidirectional is better".
+            # A12 oriented so that > 0.5 always means "the tested mode is better".
             sign = 1.0 if metric.higher_is_better else -1.0
-            test = stats.rank_test([sign * v for v in bi], [sign * v for v in other], seed=seed)
+            test = stats.rank_test([sign * v for v in mine], [sign * v for v in other], seed=seed)
             group.append(
                 {
                     "metric": metric.name,
+                    "mode": tested,
                     "other": mode,
-                    "iqm_bidirectional": float(stats.iqm(bi, axis=None)),
+                    "iqm_mode": float(stats.iqm(mine, axis=None)),
                     "iqm_other": float(stats.iqm(other, axis=None)),
                     **test.to_dict(),
                 }

@@ -1,13 +1,13 @@
-"""Where bidirectional loses, computed from the study's data (nothing here is typed by hand).
+"""Where the level's bidirectional mode (``aggregate.tested_mode``: with the level's guidance
+kind) loses, computed from the study's data (nothing here is typed by hand).
 
 Three views:
 
-* **levels**: the significance tests in which bidirectional comes out worse (A12 < 0.5) than
-  another mode;
+* **levels**: the significance tests in which it comes out worse (A12 < 0.5) than another mode;
 * **seeds**: per seed, the modes whose run *on the same seed* (same layouts, same initial
-  network) had a higher return AUC than the bidirectional run, with that run's teacher accuracy
-  at the start and end;
-* **situations where the teacher stays wrong**: the engine's HINT events carry, every
+  network) had a higher return AUC than its run, with that run's teacher accuracy at the start
+  and end;
+* **situations where the teacher stays wrong** (action guidance): the engine's HINT events carry, every
   ``hint_interval_s``, the situation (text and key), the teacher's distribution and the student's
   feedback sentence there. The right action per situation comes from the BabyAI bot on the same
   probe states the engine measures teacher accuracy on (``workers.evaluation.collect_probes``,
@@ -17,7 +17,13 @@ Three views:
   wrong, or broken (right, then wrong). A wrong last answer has a cause: no verdict (the
   student never sent feedback there), wrong verdict (the student's feedback names another action
   than the bot, and the teacher follows it or not), or ignored (the feedback names the bot's
-  action and the teacher still answers otherwise).
+  action and the teacher still answers otherwise);
+* **plan states where the teacher's subgoal stays wrong** (subgoal guidance): the same from the
+  hints' ``plan`` (the plan state in words, the current subgoal, the feedback the teacher read),
+  judged against the bot's subgoal on the plan probes the engine measures plan accuracy on
+  (``workers.subgoal_guidance.collect_plan_probes``); a wrong last subgoal's cause is no
+  feedback (the student reported nothing there yet) or feedback ignored (the teacher read the
+  student's report on that state and still chose another subgoal than the bot).
 
 Hints are a sample (environment 0, at most one per ``hint_interval_s``), so the situation view
 covers the situations met often; ``coverage`` says which share of the probe states it judges.
@@ -31,11 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from study.aggregate import BIDIRECTIONAL, METRIC
+from study.aggregate import METRIC, tested_mode
 from study.data import RunData, StudyData
+from workers.config import GuidanceKind
 from workers.evaluation import collect_probes
 from workers.feedback import FeedbackMemory
 from workers.levels import action_subset
+from workers.subgoal_guidance import collect_plan_probes
 
 WORST_SITUATIONS = 8
 """Situations listed per level in the report."""
@@ -49,6 +57,17 @@ def bot_actions(env_id: str, probe_states: int, seeds: tuple[int, ...]) -> dict[
     for seed in seeds:
         for probe in collect_probes(env_id, probe_states, seed):
             counts[probe.situation.key][probe.situation.actions[probe.expert_action]] += 1
+    return dict(counts)
+
+
+@lru_cache(maxsize=None)
+def bot_subgoals(env_id: str, probe_states: int, seeds: tuple[int, ...]) -> dict[str, Counter]:
+    """Per plan state (in words, as the hints carry it), how often the BabyAI bot's current
+    subgoal was each one on the plan probes of ``seeds``."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for seed in seeds:
+        for probe in collect_plan_probes(env_id, probe_states, seed):
+            counts[probe.state.text][probe.subgoal.text] += 1
     return dict(counts)
 
 
@@ -104,13 +123,14 @@ def situation_outcomes(run: RunData, right: dict[str, str], verdicts: dict[str, 
     return rows
 
 
-def _seed_view(data: StudyData, env_id: str) -> list[dict[str, Any]]:
+def _seed_view(data: StudyData, env_id: str, tested: str) -> list[dict[str, Any]]:
     auc = METRIC["auc"].value
-    by_mode = {mode: {r.key.seed: r for r in data.select(env_id, mode)} for mode in data.spec.modes}
+    modes = data.spec.modes_of(data.spec.level(env_id))
+    by_mode = {mode: {r.key.seed: r for r in data.select(env_id, mode)} for mode in modes}
     rows = []
-    for seed, bi in sorted(by_mode.get(BIDIRECTIONAL, {}).items()):
+    for seed, bi in sorted(by_mode.get(tested, {}).items()):
         bi_auc = auc(bi)
-        others = {mode: auc(runs[seed]) for mode, runs in by_mode.items() if mode != BIDIRECTIONAL and seed in runs}
+        others = {mode: auc(runs[seed]) for mode, runs in by_mode.items() if mode != tested and seed in runs}
         rows.append(
             {
                 "seed": seed,
@@ -125,21 +145,57 @@ def _seed_view(data: StudyData, env_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _situation_view(data: StudyData, env_id: str) -> dict[str, Any]:
-    runs = data.select(env_id, BIDIRECTIONAL)
+def plan_outcomes(run: RunData, right: dict[str, str]) -> list[dict[str, Any]]:
+    """Per judged plan state the run's hints met: the teacher's first and last subgoal there,
+    outcome and cause (as ``situation_outcomes``, for plans)."""
+    by_state: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for hint in run.hints:
+        plan = hint.get("plan") or {}
+        if plan.get("state") in right and plan.get("subgoal"):
+            by_state[plan["state"]].append(plan)
+    rows = []
+    for state, plans in by_state.items():
+        first, last, bot = plans[0]["subgoal"], plans[-1]["subgoal"], right[state]
+        if first == bot:
+            outcome = "right" if last == bot else "broken"
+        else:
+            outcome = "fixed" if last == bot else "stays_wrong"
+        cause = None if last == bot else ("no_feedback" if not plans[-1].get("feedback") else "feedback_ignored")
+        rows.append(
+            {"key": state, "situation": state, "bot": bot, "first": first, "last": last,
+             "feedback": plans[-1].get("feedback"), "outcome": outcome, "cause": cause}
+        )
+    return rows
+
+
+def _situation_view(data: StudyData, env_id: str, tested: str) -> dict[str, Any]:
+    """What the teacher said where, judged against the bot: situations and actions for action
+    guidance, plan states and subgoals for subgoal guidance."""
+    runs = data.select(env_id, tested)
+    level = data.spec.level(env_id)
     # The probe states each run measured its teacher on (same count for every seed).
-    probe_states = data.spec.config(data.spec.level(env_id), BIDIRECTIONAL, 0).probe_states
-    counts = bot_actions(env_id, probe_states, tuple(data.spec.seeds))
-    right = {key: c.most_common(1)[0][0] for key, c in counts.items()}
+    probe_states = data.spec.config(level, tested, 0).probe_states
+    if level.guidance_kind == GuidanceKind.SUBGOALS.value:
+        counts = bot_subgoals(env_id, probe_states, tuple(data.spec.seeds))
+        right = {key: c.most_common(1)[0][0] for key, c in counts.items()}
+
+        def judge(run: RunData) -> list[dict[str, Any]]:
+            return plan_outcomes(run, right)
+    else:
+        counts = bot_actions(env_id, probe_states, tuple(data.spec.seeds))
+        right = {key: c.most_common(1)[0][0] for key, c in counts.items()}
+        verdicts = feedback_verdicts(action_subset(env_id))
+
+        def judge(run: RunData) -> list[dict[str, Any]]:
+            return situation_outcomes(run, right, verdicts)
     weight = {key: sum(c.values()) for key, c in counts.items()}
     total_probes = sum(weight.values())
-    verdicts = feedback_verdicts(action_subset(env_id))
     outcomes: Counter = Counter()
     causes: Counter = Counter()
     wrong: dict[str, dict[str, Any]] = {}
     covered: list[float] = []
     for run in runs:
-        rows = situation_outcomes(run, right, verdicts)
+        rows = judge(run)
         covered.append(sum(weight[r["key"]] for r in rows) / total_probes if total_probes else 0.0)
         for row in rows:
             outcomes[row["outcome"]] += 1
@@ -163,6 +219,7 @@ def _situation_view(data: StudyData, env_id: str) -> dict[str, Any]:
                 entry["causes"][row["cause"]] += 1
     worst = sorted(wrong.values(), key=lambda e: (-len(e["seeds"]), -e["probe_share"]))[:WORST_SITUATIONS]
     return {
+        "kind": level.guidance_kind,
         "runs": len(runs),
         "judged": sum(outcomes.values()),
         "outcomes": dict(outcomes),
@@ -173,18 +230,20 @@ def _situation_view(data: StudyData, env_id: str) -> dict[str, Any]:
 
 
 def analyse(data: StudyData, aggregates: dict[str, Any]) -> dict[str, Any]:
-    """The three views for every level (``aggregates`` from ``study.aggregate.aggregate``)."""
-    if BIDIRECTIONAL not in data.spec.modes:
-        return {"levels": []}
+    """The three views for every level that runs a bidirectional mode (``aggregates`` from
+    ``study.aggregate.aggregate``)."""
     levels = []
     for level in aggregates["levels"]:
-        env_id = level["env_id"]
+        env_id, tested = level["env_id"], level["tested_mode"]
+        if tested is None:
+            continue
         levels.append(
             {
                 "env_id": env_id,
+                "mode": tested,
                 "losses": [t for t in level["tests"] if t["a12"] < 0.5],
-                "seeds": _seed_view(data, env_id),
-                "situations": _situation_view(data, env_id),
+                "seeds": _seed_view(data, env_id, tested),
+                "situations": _situation_view(data, env_id, tested),
             }
         )
     return {"levels": levels}

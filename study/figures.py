@@ -4,8 +4,13 @@ PNG (kaleido, which drives a Chrome/Chromium; where it finds none, HTML only):
 * ``returns``: per level, the training-return curve of every mode, the IQM across seeds with
   its stratified bootstrap 95 % band (the tables' statistics), on a grid of one point per
   rollout, with the level's threshold dashed;
-* ``teacher_accuracy``: per level, the teacher's accuracy on the probe states over training,
-  unidirectional against bidirectional, same statistics.
+* ``teacher_accuracy``: per level, the teacher's accuracy on the probe states over training
+  (plan accuracy for subgoal guidance), unidirectional against bidirectional with the level's
+  guidance kind, same statistics;
+* ``speedup``: per level and mode, the speed-up against PPO alone in frames to threshold and
+  the share of the oracle's gain, with their 95 % CIs (``study.aggregate``).
+
+A mode with subgoal guidance is drawn in its mode's colour, dashed.
 
 Seeds are aligned on the grid by linear interpolation (``experiments_app.analysis.align``, as
 on the compare page); a grid point where some seed has no value yet (no finished episode) is
@@ -26,6 +31,7 @@ from experiments_app.analysis import align
 from study import stats
 from study.chrome import chrome_path
 from study.data import RunData, StudyData
+from study.spec import SUBGOALS, base_mode
 
 COLORS = {
     "ppo": "#7f7f7f",
@@ -35,12 +41,14 @@ COLORS = {
     "oracle": "#2ca02c",
 }
 ACCURACY_MODES = ("unidirectional", "bidirectional")
+BOUND_MARK = {"exact": "", "lower": "≥ ", "upper": "≤ ", "unknown": "? "}
+"""How a statistic bounded by censored runs is labelled (``aggregate._bound``)."""
 
 
 def level_grid(data: StudyData, env_id: str) -> np.ndarray:
     """One point per rollout, from frame 0 (the teacher's zero-shot accuracy) to the budget."""
     level = data.spec.level(env_id)
-    rollout = data.spec.config(level, data.spec.modes[0], 0).rollout_frames
+    rollout = data.spec.config(level, data.spec.modes_of(level)[0], 0).rollout_frames
     return np.arange(0, level.total_timesteps + 1, rollout, dtype=float)
 
 
@@ -64,7 +72,7 @@ def _add_band(fig: go.Figure, col: int, name: str, runs: list[RunData], curve: s
     x, mid, low, high = band([getattr(r, curve) for r in runs if len(getattr(r, curve)[0])], grid)
     if not len(x):
         return
-    color = COLORS.get(name, "#000000")
+    color = COLORS.get(base_mode(name), "#000000")
     fig.add_trace(
         go.Scatter(
             x=np.concatenate([x, x[::-1]]), y=np.concatenate([high, low[::-1]]), fill="toself",
@@ -75,8 +83,9 @@ def _add_band(fig: go.Figure, col: int, name: str, runs: list[RunData], curve: s
     )
     fig.add_trace(
         go.Scatter(
-            x=x, y=mid, mode="lines", name=f"{name} (n={len(runs)})" if legend else name,
-            line={"color": color, "width": 2}, legendgroup=name, showlegend=legend,
+            x=x, y=mid, mode="lines", name=name,
+            line={"color": color, "width": 2, "dash": "dash" if name.endswith(SUBGOALS) else "solid"},
+            legendgroup=name, showlegend=legend,
         ),
         row=1, col=col,
     )
@@ -96,23 +105,68 @@ def _figure(data: StudyData, title: str, y_title: str) -> go.Figure:
 
 def returns_figure(data: StudyData) -> go.Figure:
     fig = _figure(data, "Training return: IQM across seeds, 95 % bootstrap band", "return (last 100 episodes)")
+    shown: set[str] = set()  # each mode once in the legend, where it first appears
     for col, level in enumerate(data.spec.levels, start=1):
         grid = level_grid(data, level.env_id)
-        for mode in data.spec.modes:
-            _add_band(fig, col, mode, data.select(level.env_id, mode), "returns", grid, legend=col == 1)
+        for mode in data.spec.modes_of(level):
+            _add_band(fig, col, mode, data.select(level.env_id, mode), "returns", grid, legend=mode not in shown)
+            shown.add(mode)
         fig.add_hline(y=level.return_threshold, line={"dash": "dash", "color": "#444", "width": 1}, row=1, col=col)
     fig.update_yaxes(range=[0, 1])
     return fig
 
 
 def accuracy_figure(data: StudyData) -> go.Figure:
-    fig = _figure(data, "Teacher accuracy against the BabyAI bot: IQM across seeds, 95 % bootstrap band", "teacher accuracy")
+    fig = _figure(
+        data, "Teacher accuracy against the BabyAI bot (plan accuracy with subgoal guidance): IQM across seeds, "
+        "95 % bootstrap band", "teacher accuracy",
+    )
+    shown: set[str] = set()
     for col, level in enumerate(data.spec.levels, start=1):
         grid = level_grid(data, level.env_id)
-        for mode in ACCURACY_MODES:
-            if mode in data.spec.modes:
-                _add_band(fig, col, mode, data.select(level.env_id, mode), "accuracy", grid, legend=col == 1)
+        for mode in (level.arm(m) for m in ACCURACY_MODES):
+            if mode in data.spec.modes_of(level):
+                _add_band(fig, col, mode, data.select(level.env_id, mode), "accuracy", grid, legend=mode not in shown)
+                shown.add(mode)
     fig.update_yaxes(range=[0, 1])
+    return fig
+
+
+def speedup_figure(aggregates: dict) -> go.Figure:
+    """Per level and mode, the speed-up against PPO alone (log axis) and the share of the
+    oracle's gain, each point with its 95 % CI; a label starting with ≥ or ≤ is a bound."""
+    fig = make_subplots(
+        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.03,
+        subplot_titles=["speed-up against PPO alone (frames to threshold)", "share of the oracle's gain"],
+    )
+    for col, field in ((1, "speedups"), (2, "oracle_shares")):
+        for level in aggregates["levels"]:
+            for mode, est in level[field].items():
+                if est["value"] is None:
+                    continue
+                low = est["low"] if est["low"] is not None else est["value"]
+                high = est["high"] if est["high"] is not None else est["value"]
+                fig.add_trace(
+                    go.Scatter(
+                        x=[est["value"]], y=[f"{level['env_id'].removeprefix('BabyAI-')} · {mode}"], mode="markers+text",
+                        marker={"color": COLORS.get(base_mode(mode), "#000000"), "size": 10,
+                                "symbol": "diamond" if mode.endswith(SUBGOALS) else "circle"},
+                        error_x={"type": "data", "symmetric": False, "array": [high - est["value"]],
+                                 "arrayminus": [est["value"] - low]},
+                        text=[f"{BOUND_MARK[est['bound']]}{est['value']:.2f}"], textposition="top center",
+                        showlegend=False, hovertemplate=f"{mode}: %{{x:.2f}} [{low:.2f}, {high:.2f}]<extra></extra>",
+                    ),
+                    row=1, col=col,
+                )
+    fig.add_vline(x=1, line={"dash": "dash", "color": "#444", "width": 1}, row=1, col=1)
+    for x in (0, 1):
+        fig.add_vline(x=x, line={"dash": "dash", "color": "#444", "width": 1}, row=1, col=2)
+    fig.update_xaxes(type="log", row=1, col=1)
+    rows = sum(len(level["speedups"]) for level in aggregates["levels"])
+    fig.update_layout(
+        title="Speed-up and share of the oracle's gain: IQM ratios across seeds, 95 % bootstrap CI",
+        template="plotly_white", width=1200, height=160 + 34 * max(rows, 3), margin={"t": 90, "b": 50, "l": 300, "r": 20},
+    )
     return fig
 
 
@@ -124,12 +178,17 @@ NO_CHROME = (
 )
 
 
-def write_figures(data: StudyData, directory: Path) -> list[Path]:
-    """Both figures as ``<name>.html`` in ``directory``, and as ``<name>.png`` where
+def write_figures(data: StudyData, aggregates: dict, directory: Path) -> list[Path]:
+    """Every figure as ``<name>.html`` in ``directory``, and as ``<name>.png`` where
     ``chrome_path`` finds a browser (else ``NO_CHROME`` on stderr, and PNGs an earlier report
-    left there are removed: they show other data); the paths written."""
+    left there are removed: they show other data); the paths written. ``aggregates``:
+    ``study.aggregate.aggregate(data)``."""
     directory.mkdir(parents=True, exist_ok=True)
-    figures = {"returns": returns_figure(data), "teacher_accuracy": accuracy_figure(data)}
+    figures = {
+        "returns": returns_figure(data),
+        "teacher_accuracy": accuracy_figure(data),
+        "speedup": speedup_figure(aggregates),
+    }
     htmls = [directory / f"{name}.html" for name in figures]
     for fig, html in zip(figures.values(), htmls):
         fig.write_html(html, include_plotlyjs="cdn")

@@ -21,7 +21,7 @@ from study import stats
 from study.aggregate import METRIC, METRICS, aggregate
 from study.data import StudyData, load_study
 from study.failures import analyse
-from study.figures import write_figures
+from study.figures import BOUND_MARK, write_figures
 
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 BOOTSTRAP_REPS = 2000
@@ -33,7 +33,8 @@ POWER_SHIFTS_SD = (1.0, 2.0)
 def build(data: StudyData) -> dict[str, Any]:
     """Everything the report shows, JSON-able."""
     aggregates = aggregate(data, reps=BOOTSTRAP_REPS)
-    config = data.spec.config(data.spec.levels[0], data.spec.modes[0], data.spec.seeds[0])
+    first = data.spec.levels[0]
+    config = data.spec.config(first, data.spec.modes_of(first)[0], data.spec.seeds[0])
     n = len(data.spec.seeds)
     last = data.invocations[-1] if data.invocations else {}
     return {
@@ -56,6 +57,7 @@ def build(data: StudyData) -> dict[str, Any]:
             }
             for run in data.runs
         ],
+        "planned_runs": len(data.spec.runs()),
         "missing": data.missing,
         "aggregates": aggregates,
         "failures": analyse(data, aggregates),
@@ -122,39 +124,67 @@ def _level_tables(level: dict[str, Any]) -> list[str]:
         cells += [_estimate(row["metrics"][m.name], m.name) for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    tested = level["tested_mode"]
     if not level["tests"]:
-        lines += ["No test: a comparison needs at least two finished runs of bidirectional and of the other mode.", ""]
+        lines += [f"No test: a comparison needs at least two finished runs of {tested or 'bidirectional'} and of the "
+                  "other mode.", ""]
         return lines
     lines += [
-        "Bidirectional against each other mode (A12 > 0.5: bidirectional better; Holm-adjusted over the modes):",
+        f"{tested} against each other mode (A12 > 0.5: {tested} better; Holm-adjusted over the modes):",
         "",
-        "| metric | vs | bidirectional | other | A12 | p | p (Holm) |",
+        f"| metric | vs | {tested} | other | A12 | p | p (Holm) |",
         "|---|---|---|---|---|---|---|",
     ]
     for t in level["tests"]:
         lines.append(
-            f"| {METRIC[t['metric']].label} | {t['other']} | {_num(t['iqm_bidirectional'], t['metric'])} | "
+            f"| {METRIC[t['metric']].label} | {t['other']} | {_num(t['iqm_mode'], t['metric'])} | "
             f"{_num(t['iqm_other'], t['metric'])} | {t['a12']:.2f} | {_p(t['p_value'])} | {_p(t['p_holm'])} |"
         )
     lines.append("")
     return lines
 
 
+def _speedup_lines(levels: list[dict[str, Any]]) -> list[str]:
+    """The headline table: every mode's speed-up against PPO alone and share of the oracle's gain."""
+    lines = [
+        "| level | mode | reached | frames to threshold | speed-up vs PPO alone | share of the oracle's gain |",
+        "|---|---|---|---|---|---|",
+    ]
+    for level in levels:
+        for mode, row in level["modes"].items():
+            speedup, share = level["speedups"].get(mode), level["oracle_shares"].get(mode)
+            cells = [
+                level["env_id"], f"**{mode}**" if mode == level["tested_mode"] else mode, f"{row['reached']}/{row['runs']}",
+                _estimate(row["metrics"]["frames_to_threshold"], "frames_to_threshold"),
+                _ratio(speedup, "×") if speedup else "—", _ratio(share, "") if share else "—",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _ratio(est: dict[str, Any], unit: str) -> str:
+    if est["value"] is None:
+        return "—"
+    interval = f" [{est['low']:.2f}, {est['high']:.2f}]" if est["low"] is not None else " [no CI]"
+    return f"{BOUND_MARK[est['bound']]}{est['value']:.2f}{unit}{interval}"
+
+
 def _failure_lines(level: dict[str, Any]) -> list[str]:
-    lines = [f"**{level['env_id']}**", ""]
+    mode = level["mode"]
+    lines = [f"**{level['env_id']}** ({mode})", ""]
     losses = level["losses"]
     if losses:
         worse = "; ".join(
-            f"{METRIC[t['metric']].label} vs {t['other']} ({_num(t['iqm_bidirectional'], t['metric'])} against "
+            f"{METRIC[t['metric']].label} vs {t['other']} ({_num(t['iqm_mode'], t['metric'])} against "
             f"{_num(t['iqm_other'], t['metric'])}, A12 {t['a12']:.2f}, p {_p(t['p_value'])})"
             for t in losses
         )
-        lines += [f"- Tests where bidirectional comes out worse: {worse}.", ""]
+        lines += [f"- Tests where {mode} comes out worse: {worse}.", ""]
     else:
-        lines += ["- No test where bidirectional comes out worse.", ""]
+        lines += [f"- No test where {mode} comes out worse.", ""]
     if level["seeds"]:
         lines += [
-            "| seed | bidirectional AUC | reached threshold | teacher acc. start → end | modes with a higher AUC on this seed |",
+            f"| seed | {mode} AUC | reached threshold | teacher acc. start → end | modes with a higher AUC on this seed |",
             "|---|---|---|---|---|",
         ]
         for s in level["seeds"]:
@@ -165,21 +195,30 @@ def _failure_lines(level: dict[str, Any]) -> list[str]:
             )
         lines.append("")
     sit = level["situations"]
+    plans = sit["kind"] == "subgoals"
     if sit["judged"]:
         outcomes, causes = sit["outcomes"], sit["causes"]
+        if plans:
+            judged = f"Plan states in the {mode} runs' hints, judged against the BabyAI bot's subgoal"
+            pairs, probes, answer = "(run, plan state)", "plan probes", "subgoal"
+            why = (f"no feedback on that state yet {causes.get('no_feedback', 0)}, feedback read and another subgoal "
+                   f"chosen {causes.get('feedback_ignored', 0)}")
+        else:
+            judged = f"Situations in the {mode} runs' hints, judged against the BabyAI bot"
+            pairs, probes, answer = "(run, situation)", "probe states", "answer"
+            why = (f"no feedback there {causes.get('no_verdict', 0)}, the student's verdict named another action than "
+                   f"the bot {causes.get('wrong_verdict', 0)}, right verdict ignored {causes.get('ignored', 0)}")
         lines += [
-            f"- Situations in the bidirectional runs' hints, judged against the BabyAI bot: {sit['judged']} "
-            f"(run, situation) pairs covering {sit['coverage']:.0%} of the probe states per run. The teacher's answer "
-            f"was right throughout in {outcomes.get('right', 0)}, fixed by the feedback in {outcomes.get('fixed', 0)}, "
-            f"stayed wrong in {outcomes.get('stays_wrong', 0)} and turned wrong in {outcomes.get('broken', 0)}. "
-            f"Why the last answer was wrong: no feedback there {causes.get('no_verdict', 0)}, the student's verdict "
-            f"named another action than the bot {causes.get('wrong_verdict', 0)}, right verdict ignored "
-            f"{causes.get('ignored', 0)}.",
+            f"- {judged}: {sit['judged']} {pairs} pairs covering {sit['coverage']:.0%} of the {probes} per run. The "
+            f"teacher's {answer} was right throughout in {outcomes.get('right', 0)}, fixed by the feedback in "
+            f"{outcomes.get('fixed', 0)}, stayed wrong in {outcomes.get('stays_wrong', 0)} and turned wrong in "
+            f"{outcomes.get('broken', 0)}. Why the last {answer} was wrong: {why}.",
             "",
         ]
     if sit["worst"]:
         lines += [
-            "| situation (the teacher's text) | bot | teacher's last answer | why | seeds | share of probe states |",
+            f"| {'plan state' if plans else 'situation'} (the teacher's text) | bot | teacher's last "
+            f"{'subgoal' if plans else 'answer'} | why | seeds | share of probe states |",
             "|---|---|---|---|---|---|",
         ]
         for w in sit["worst"]:
@@ -198,8 +237,12 @@ FIGURES = (
     ("returns", "Training return per level",
      "training return, IQM across seeds with its 95 % bootstrap band; the dashed line is the level's threshold."),
     ("teacher_accuracy", "Teacher accuracy per level",
-     "the teacher's accuracy on the probe states during training, unidirectional (the teacher never hears back) "
-     "against bidirectional."),
+     "the teacher's accuracy on the probe states during training (with subgoal guidance: the share of plan probes "
+     "where its subgoal is the bot's), unidirectional (the teacher never hears back) against bidirectional."),
+    ("speedup", "Speed-up and share of the oracle's gain per level and mode",
+     "PPO alone's frames to threshold over each mode's (IQMs; log axis), and the share of the oracle's gain "
+     "(F_ppo − F_mode) / (F_ppo − F_oracle), with 95 % bootstrap CIs; ≥ marks a lower bound (PPO runs that never "
+     "reached the threshold count as the budget)."),
 )
 """(name, image alt text, caption) of each figure ``study.figures.write_figures`` writes."""
 
@@ -221,15 +264,15 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
     spec = report["spec"]
     links = Path(os.path.relpath(docs, readme.parent)).as_posix()
     machine = report["machine"] or {}
-    total = len(spec["levels"]) * len(spec["modes"]) * len(spec["seeds"])
     lines = [
         BEGIN,
         "## Results",
         "",
         "<!-- Generated by study/report.py from docs/results/study.json; `make study` rewrites this section. -->",
         "",
-        f"**Study `{spec['name']}`**: {spec['description']} {len(spec['levels'])} level(s) × {len(spec['modes'])} modes × "
-        f"{len(spec['seeds'])} seeds (seeds {', '.join(map(str, spec['seeds']))}); {len(report['runs'])} of {total} runs "
+        f"**Study `{spec['name']}`**: {spec['description']} {len(spec['levels'])} level(s), each with its modes, × "
+        f"{len(spec['seeds'])} seeds (seeds {', '.join(map(str, spec['seeds']))}); {len(report['runs'])} of "
+        f"{report['planned_runs']} runs "
         f"finished{' (missing: ' + ', '.join(report['missing']) + ')' if report['missing'] else ''}.",
         "",
         "- Command: " + ", then ".join(f"`{c}`" for c in report["commands"])
@@ -250,9 +293,20 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
         f"the mean training return over the run. Final eval: {report['eval_episodes']} episodes on held-out seeds, greedy "
         "(the policy's most likely action) and sampled from the policy. "
         "Teacher accuracy: "
-        "agreement with the BabyAI bot on the run's probe states. Tests: two-sided permutation test of the "
+        "agreement with the BabyAI bot on the run's probe states (with subgoal guidance, a mode named `…-subgoals`: "
+        "the share of plan probes where the teacher's subgoal is the bot's). Tests: two-sided permutation test of the "
         "Mann-Whitney statistic (exact: every split of the pooled runs), effect size A12.",
         "",
+        "### Speed-up against PPO alone",
+        "",
+        "Per level, PPO alone's frames to threshold over each mode's (IQMs), and the share of the oracle's gain that a "
+        "teacher-guided mode captures, (F_ppo − F_mode) / (F_ppo − F_oracle) with the oracle of the same guidance kind "
+        "(1: all of it; 0: none; below 0: slower than PPO alone); 95 % CIs from resampling each mode's runs on its own "
+        f"({report['bootstrap_reps']:,} times). ≥ marks a lower bound: PPO runs that never reached the threshold count "
+        "as the budget. In bold, the level's bidirectional mode, with the guidance kind that works best there: the "
+        "one tested below.",
+        "",
+        *_speedup_lines(report["aggregates"]["levels"]),
     ]
     for level in report["aggregates"]["levels"]:
         lines += [
@@ -268,7 +322,8 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
     lines += [
         "### All levels pooled",
         "",
-        "IQM over every run of the mode on every level, bootstrap stratified by level:",
+        "IQM over every run of the mode on every level (with each level's guidance kind), bootstrap stratified by "
+        "level:",
         "",
         "| mode | " + " | ".join(m.label for m in pooled) + " |",
         "|---|" + "---|" * len(pooled),
@@ -277,7 +332,7 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
         "### Figures",
         "",
         *_figure_lines(report["figures"], links),
-        "### Where bidirectional loses",
+        "### Where the bidirectional mode loses",
         "",
         "Computed by `study/failures.py` from the runs' summaries and hint events; the bot's action per situation "
         "comes from the same probe states the engine measures teacher accuracy on.",
@@ -314,7 +369,7 @@ def write_report(out: Path, *, docs: Path, readme: Path | None) -> dict[str, Any
     """study.json and the figures into ``docs``, and the Results section into ``readme``."""
     data = load_study(out)
     report = build(data)
-    report["figures"] = [path.name for path in write_figures(data, docs)]
+    report["figures"] = [path.name for path in write_figures(data, report["aggregates"], docs)]
     (docs / "study.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     if readme is not None:
         replace_section(readme, section(report, readme, docs))

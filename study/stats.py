@@ -11,6 +11,8 @@
   percentile bootstrap. With 5 runs a resample can only combine those 5 values, so the interval
   is never wider than their range and is optimistic for tiny n (it says how the seeds we have
   spread, not more).
+* **Ratios of groups** (a speed-up, a share of the oracle's gain): the same statistic of each
+  group's IQM, each group resampled on its own (``group_estimate``).
 * **Significance**: a two-sided permutation test of the Mann-Whitney statistic (exact: every
   split of the pooled runs when there are at most ``EXACT_LIMIT``, else ``reps`` random ones).
   A rank test because the metrics are bounded, skewed and, for frames to threshold, censored:
@@ -109,6 +111,37 @@ def estimate(
         return Estimate(None, None, None, 0)
     point, low, high = bootstrap_ci(strata, iqm, confidence=confidence, reps=reps, seed=seed)
     return Estimate(float(point), float(low), float(high), n)
+
+
+def group_estimate(
+    groups: Sequence[Sequence[float]],
+    combine: Callable[..., np.ndarray],
+    *,
+    confidence: float = 0.95,
+    reps: int = 2000,
+    seed: int = 0,
+) -> Estimate:
+    """``combine(iqm_0, iqm_1, ...)`` of the groups' IQMs (a speed-up: ``lambda p, a: p / a``),
+    with a percentile bootstrap CI that resamples each group on its own: the groups are
+    different runs (different modes), so nothing is paired. A resample where ``combine`` is
+    undefined (NaN or infinite: a zero denominator) is left out of the interval; when more than
+    half are, there is no interval. Any empty group: all None."""
+    arrays = [_present(g) for g in groups]
+    n = sum(a.size for a in arrays)
+    if any(a.size == 0 for a in arrays):
+        return Estimate(None, None, None, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = float(combine(*(np.float64(iqm(a, axis=None)) for a in arrays)))
+        rng = np.random.default_rng(seed)
+        draws = np.asarray(combine(*(iqm(a[rng.integers(0, a.size, size=(reps, a.size))], axis=1) for a in arrays)))
+    draws = draws[np.isfinite(draws)]
+    if not math.isfinite(point):
+        return Estimate(None, None, None, n)
+    if draws.size * 2 < reps:
+        return Estimate(point, None, None, n)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return Estimate(point, float(low), float(high), n)
 
 
 def _present(values: Sequence[float | None]) -> np.ndarray:

@@ -3,6 +3,7 @@ then the whole report (study.json, figures, README section) on the tiny real stu
 browser for kaleido and without."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from study import figures
 from study.aggregate import aggregate
 from study.data import RunData, StudyData
-from study.failures import analyse, feedback_verdicts, situation_outcomes
+from study.failures import analyse, feedback_verdicts, plan_outcomes, situation_outcomes
 from study.figures import NO_CHROME, band
 from study.report import BEGIN, END, replace_section, write_report
 from study.spec import RunKey, StudySpec
@@ -31,10 +32,10 @@ def hint(key, answer, feedback_action=None):
     return {"situation_key": key, "situation": f"text of {key}", "distribution": distribution, "feedback": feedback}
 
 
-def run(mode, seed, auc, reached=None, hints=(), acc=(None, None)):
+def run(mode, seed, auc, reached=None, hints=(), acc=(None, None), level=TINY_LEVEL):
     x = np.array([128.0, 256.0])
     return RunData(
-        key=RunKey(TINY_LEVEL, mode, seed),
+        key=RunKey(level, mode, seed),
         summary={"frames_to_threshold": reached, "final_eval_return": auc, "final_eval_success": 1.0, "final_eval_sampled_return": auc,
                  "teacher_accuracy_start": acc[0], "teacher_accuracy_end": acc[1], "llm_calls": 0},
         returns=(x, np.array([auc, auc])),
@@ -94,6 +95,55 @@ def test_tests_and_seed_view_on_known_runs():
     assert [s["lost_to"] for s in failures["seeds"]] == [["ppo"], ["ppo"], ["ppo"]]
     assert failures["seeds"][2]["auc"] == pytest.approx(0.75)
     assert failures["situations"]["judged"] == 0
+    # PPO reached at 128 frames, bidirectional never (censored at 256): at most half as fast.
+    speedup = level["speedups"]["bidirectional"]
+    assert (speedup["value"], speedup["low"], speedup["high"], speedup["bound"]) == (0.5, 0.5, 0.5, "upper")
+    assert level["oracle_shares"] == {}, "no oracle ran"
+
+
+def test_speedups_and_the_share_of_the_oracles_gain_on_known_runs():
+    level = replace(TINY_LEVEL, total_timesteps=4096, guidance_kind="subgoals",
+                    modes=("ppo", "unidirectional-subgoals", "bidirectional-subgoals", "oracle-subgoals"))
+    spec = StudySpec(name="t", description="t", levels=(level,), seeds=(0, 1, 2), settings=TINY_SETTINGS)
+    frames = {"ppo": [None, None, None], "unidirectional-subgoals": [None, 4096, None],
+              "bidirectional-subgoals": [2048, 2048, 2048], "oracle-subgoals": [1024, 1024, 1024]}
+    runs = [run(mode, s, 0.5, reached=f, level=level) for mode, fs in frames.items() for s, f in enumerate(fs)]
+    aggregates = aggregate(StudyData(spec=spec, runs=runs, missing=[], invocations=[]), reps=200)
+    level_row = aggregates["levels"][0]
+    assert level_row["tested_mode"] == "bidirectional-subgoals"
+    assert {t["other"] for t in level_row["tests"]} == {"ppo", "unidirectional-subgoals", "oracle-subgoals"}
+    speedups, shares = level_row["speedups"], level_row["oracle_shares"]
+    # PPO never reached the threshold: 4096 frames is a floor, so every speed-up is a lower bound.
+    assert speedups["bidirectional-subgoals"]["value"] == 2.0 and speedups["bidirectional-subgoals"]["bound"] == "lower"
+    assert speedups["oracle-subgoals"]["value"] == 4.0
+    assert speedups["unidirectional-subgoals"]["bound"] == "unknown", "censored on both sides"
+    bi = shares["bidirectional-subgoals"]
+    assert bi["value"] == pytest.approx((4096 - 2048) / (4096 - 1024)) and bi["low"] == bi["high"] == bi["value"]
+    assert bi["oracle"] == "oracle-subgoals" and bi["bound"] == "lower"
+    # Every unidirectional run counts 4096 frames, PPO's too: no gain, and its resamples agree.
+    assert shares["unidirectional-subgoals"]["value"] == 0.0
+    assert set(aggregates["overall"]) == {"ppo", "unidirectional", "bidirectional", "oracle"}
+
+
+def test_each_plan_state_gets_its_outcome_and_cause():
+    def plan_hint(state, subgoal, feedback=None):
+        return {"situation_key": "k", "plan": {"state": state, "subgoal": subgoal, "feedback": feedback}}
+
+    hints = [
+        plan_hint("s1", None),  # no plan yet: ignored
+        plan_hint("s1", "open the red door"), plan_hint("s1", "pick up the red key", "open the red door: it did not work"),
+        plan_hint("s2", "open the red door"), plan_hint("s2", "open the red door", "open the red door: it did not work"),
+        plan_hint("s3", "go to the red key"),
+        plan_hint("s4", "go to the red key"),  # no bot subgoal known there: not judged
+    ]
+    right = {"s1": "pick up the red key", "s2": "pick up the red key", "s3": "go to the red key"}
+    rows = {r["key"]: r for r in plan_outcomes(run("bidirectional-subgoals", 0, 0.5, hints=hints), right)}
+    assert set(rows) == {"s1", "s2", "s3"}
+    assert [(rows[k]["outcome"], rows[k]["cause"]) for k in ("s1", "s2", "s3")] == [
+        ("fixed", None), ("stays_wrong", "feedback_ignored"), ("right", None),
+    ]
+    assert plan_outcomes(run("bidirectional-subgoals", 0, 0.5, hints=[plan_hint("s2", "open the red door")]), right)[0][
+        "cause"] == "no_feedback"
 
 
 @pytest.fixture(params=[pytest.param("browser", marks=[pytest.mark.browser, needs_chromium]), "no browser"])
@@ -120,26 +170,29 @@ def test_report_writes_study_json_figures_and_the_readme_section(report):
     assert {"spec", "runs", "aggregates", "failures", "machine", "commands", "wall_s", "generated", "power"} <= set(saved)
     assert len(saved["runs"]) == 4 and saved["missing"] == [] and saved["commands"][0] == "pytest"
     assert saved["machine"]["cpu_count"] >= 1 and saved["machine"]["torch"]
-    for name in ("returns", "teacher_accuracy"):
+    for name in ("returns", "teacher_accuracy", "speedup"):
         assert (docs / f"{name}.html").stat().st_size > 1000
     text = (root / "README.md").read_text()
     assert text.startswith("# title\n\n" + BEGIN) and text.endswith(END + "\n\n## Layout\n") and "\nold\n" not in text
     assert "## Results" in text and "| mode | runs | reached | frames to threshold |" in text
     assert "](docs/results/returns.html)" in text and "Wall time" in text and "`pytest`" in text
+    # The tiny study runs PPO alone and the oracle: the oracle's speed-up, no share without a teacher.
+    oracle_row = next(line for line in text.splitlines() if line.startswith("| BabyAI-GoToRedBallNoDists-v0 | oracle |"))
+    assert "× [" in oracle_row and oracle_row.endswith("| — |") and "share of the oracle's gain |" in text
     ppo = report["aggregates"]["levels"][0]["modes"]["ppo"]
     assert ppo["runs"] == 2 and ppo["metrics"]["final_eval_return"]["n"] == 2
     assert ppo["metrics"]["final_eval_sampled_return"]["n"] == 2, "the sampled evaluation is reported too"
     assert "| final eval return, sampled |" in text
     assert ppo["metrics"]["teacher_accuracy_end"]["value"] is None
     if browser:
-        for name in ("returns", "teacher_accuracy"):
+        for name in ("returns", "teacher_accuracy", "speedup"):
             assert (docs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert f"](docs/results/{name}.png)" in text
         assert NO_CHROME not in stderr
     else:
         assert stderr.count(NO_CHROME) == 1, stderr
         assert not list(docs.glob("*.png")), "the earlier study's PNG is removed, none is written"
-        assert saved["figures"] == ["returns.html", "teacher_accuracy.html"]
+        assert saved["figures"] == ["returns.html", "teacher_accuracy.html", "speedup.html"]
         assert ".png" not in text and "No PNG figures" in text
 
 

@@ -147,3 +147,37 @@ def test_a_mode_with_subgoals_runs_that_mode_with_subgoal_guidance():
     with pytest.raises(ValueError):
         StudySpec(name="t", description="", levels=(TINY_LEVEL,), modes=("teacher-subgoals",), seeds=(0,),
                   settings=SPEC.settings).validate()
+
+
+def test_a_level_runs_its_own_modes_and_an_older_spec_file_still_loads():
+    from dataclasses import replace
+
+    subgoal_level = replace(TINY_LEVEL, env_id="BabyAI-OpenRedDoor-v0", guidance_kind="subgoals",
+                            modes=("ppo", "bidirectional-subgoals", "oracle-subgoals"))
+    spec = StudySpec(name="t", description="", levels=(TINY_LEVEL, subgoal_level), modes=("ppo", "oracle"),
+                     seeds=(0, 1), settings=SPEC.settings)
+    spec.validate()
+    assert [k.name for k in spec.runs() if k.seed == 0] == [
+        "BabyAI-GoToRedBallNoDists-v0/ppo/seed-0", "BabyAI-GoToRedBallNoDists-v0/oracle/seed-0",
+        "BabyAI-OpenRedDoor-v0/ppo/seed-0", "BabyAI-OpenRedDoor-v0/bidirectional-subgoals/seed-0",
+        "BabyAI-OpenRedDoor-v0/oracle-subgoals/seed-0",
+    ]
+    assert subgoal_level.arm("bidirectional") == "bidirectional-subgoals" and subgoal_level.arm("ppo") == "ppo"
+    assert StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    # spec.json written before levels had modes and a guidance kind of their own
+    old = spec.to_dict()
+    for level in old["levels"]:
+        del level["modes"], level["guidance_kind"]
+    loaded = StudySpec.from_dict(old)
+    assert loaded.levels[1].modes is None and loaded.levels[1].guidance_kind == "actions"
+    assert len(loaded.runs()) == 8
+
+
+def test_every_named_study_is_valid_and_runs_both_guidance_kinds():
+    for spec in SPECS.values():
+        spec.validate()
+        kinds = {spec.config(k.level, k.mode, 0).guidance_kind.value for k in spec.runs() if k.mode not in ("ppo", "teacher")}
+        assert kinds == {"actions", "subgoals"}, spec.name
+        for level in spec.levels:
+            modes = spec.modes_of(level)
+            assert {"ppo", level.arm("bidirectional"), level.arm("oracle")} <= set(modes), (spec.name, level.env_id)

@@ -95,3 +95,24 @@ def test_power_reflects_the_number_of_seeds():
     assert stats.rank_test_power(2, 2, 10.0, sims=20) == 0.0  # p can never fall below 1/3
     assert stats.rank_test_power(5, 5, 6.0, sims=20) == 1.0
     assert stats.rank_test_power(5, 5, 0.0, sims=100) <= 0.1
+
+
+def test_a_ratio_of_groups_resamples_each_group_on_its_own():
+    ppo, mode = [30_000, 32_000, 34_000, 36_000, 40_000], [10_000, 12_000, 15_000, 16_000, 20_000]
+    est = stats.group_estimate([ppo, mode], np.divide, reps=4000, seed=1)
+    assert est.value == pytest.approx(stats.iqm(ppo) / stats.iqm(mode)) and est.n == 10
+    assert est.low < est.value < est.high
+    # The extremes a resample can reach: the smallest PPO IQM over the largest of the mode's, and the reverse.
+    assert est.low >= 30_000 / 20_000 and est.high <= 40_000 / 10_000
+    same = stats.group_estimate([[4.0] * 3, [2.0] * 3], np.divide)
+    assert (same.value, same.low, same.high) == (2.0, 2.0, 2.0)
+
+
+def test_a_ratio_with_no_runs_or_a_zero_denominator_has_no_value():
+    assert stats.group_estimate([[], [1.0, 2.0]], np.divide).value is None
+    share = lambda p, m, o: (p - m) / (p - o)  # noqa: E731
+    assert stats.group_estimate([[3.0] * 3, [2.0] * 3, [3.0] * 3], share).to_dict() == {
+        "value": None, "low": None, "high": None, "n": 9}
+    # Most resamples of [3, 3, 4] are all 3s or mostly 3s; those that tie with the oracle are left out.
+    partly = stats.group_estimate([[3.0, 3.0, 4.0], [2.0] * 3, [3.0] * 3], share, reps=1000)
+    assert partly.value == pytest.approx(4.0) and partly.low is not None and 1.0 <= partly.low <= partly.high <= 4.0 + 1e-9

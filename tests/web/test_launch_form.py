@@ -126,10 +126,11 @@ def test_the_study_cell_is_the_study_s_own_configuration(level, mode):
 
 
 def test_defaults_follow_the_level():
-    red_ball = STUDY_LEVELS["BabyAI-GoToRedBall-v0"]
+    red_ball = STUDY_LEVELS["BabyAI-OpenRedDoor-v0"]
     quick = hyperparameters_for(preset=QUICK, env_id=red_ball.env_id, mode="bidirectional")
-    assert quick["return_threshold"] == 0.7 and quick["total_timesteps"] == 16_384
-    assert hyperparameters_for(preset=STUDY, env_id=red_ball.env_id, mode="teacher")["total_timesteps"] == 4096
+    assert quick["return_threshold"] == 0.8 and quick["total_timesteps"] == 16_384
+    assert hyperparameters_for(preset=STUDY, env_id=red_ball.env_id, mode="ppo")["total_timesteps"] == 40_960
+    assert hyperparameters_for(preset=STUDY, env_id=red_ball.env_id, mode="teacher")["total_timesteps"] == 2048
     outside = hyperparameters_for(preset=STUDY, env_id=OUTSIDE_THE_STUDY, mode="ppo")
     assert outside["return_threshold"] == RunConfig.return_threshold and outside["total_timesteps"] == RunConfig.total_timesteps
     assert hyperparameters_for(preset=PAPER, env_id=DEFAULT_ENV, mode="bidirectional") == hyperparameter_defaults()
@@ -151,19 +152,19 @@ def test_an_empty_form_starts_from_the_paper_preset(alice_client):
 
 def test_a_preset_button_without_javascript_applies_it_to_the_chosen_level(alice_client, team_a, queued):
     typed = {**posted_inputs(alice_client.get(reverse("experiments:launch")).content.decode(), "launch-form"),
-             "name": "my cell", "env_id": "BabyAI-GoToLocal-v0", "mode": "teacher", "seeds": "7"}
+             "name": "my cell", "env_id": "BabyAI-UnlockLocal-v0", "mode": "teacher", "seeds": "7"}
     response = alice_client.post(reverse("experiments:launch"), {**typed, "preset": "study"})
     form = response.context["form"]
     assert response.status_code == 200 and not form.is_bound and not Experiment.objects.exists() and queued == []
     assert form.preset == STUDY and form["name"].value() == "my cell" and form["seeds"].value() == STUDY.seeds
-    assert form["hp_total_timesteps"].value() == 4096 and form["hp_return_threshold"].value() == 0.6
+    assert form["hp_total_timesteps"].value() == 2048 and form["hp_return_threshold"].value() == 0.8
     assert form["hp_frame_interval_s"].value() == 0.0, "the study's settings"
     kept = alice_client.post(reverse("experiments:launch"), {**typed, "preset": "study", f"hp_{KIND}": "subgoals"})
     assert kept.context["form"][f"hp_{KIND}"].value() == "subgoals", "a preset leaves the guidance kind as chosen"
     # What the page shows now launches as it is.
     launch = alice_client.post(reverse("experiments:launch"), posted_inputs(response.content.decode(), "launch-form"))
     assert launch.status_code == 302
-    assert Experiment.objects.get().hyperparameters == hyperparameters_for(preset=STUDY, env_id="BabyAI-GoToLocal-v0",
+    assert Experiment.objects.get().hyperparameters == hyperparameters_for(preset=STUDY, env_id="BabyAI-UnlockLocal-v0",
                                                                           mode="teacher")
     assert sorted(Run.objects.values_list("seed", flat=True)) == [0, 1, 2, 3, 4]
 
@@ -326,16 +327,16 @@ def test_presets_fill_the_form_follow_the_level_and_estimate_in_the_browser(live
         assert page.text_content("#estimate-duration") == about(speed.duration_s(50_000))
 
         page.click("button[data-preset=study]")
-        page.select_option("#id_env_id", "BabyAI-GoToRedBall-v0")
-        assert (value(page, "total_timesteps"), value(page, "return_threshold")) == ("16384", "0.7"), "follows the level"
+        page.select_option("#id_env_id", "BabyAI-OpenRedDoor-v0")
+        assert (value(page, "total_timesteps"), value(page, "return_threshold")) == ("40960", "0.8"), "follows the level"
         page.select_option("#id_mode", "teacher")
-        assert value(page, "total_timesteps") == "4096", "the study's teacher budget"
+        assert value(page, "total_timesteps") == "2048", "the study's teacher budget"
         assert "No run-time estimate" in page.text_content("#estimate"), "no teacher run to estimate from"
         page.click("details.advanced > summary")
-        page.fill("#id_hp_return_threshold", "0.8")  # the user's own value stays
-        page.select_option("#id_env_id", "BabyAI-GoToLocal-v0")
+        page.fill("#id_hp_return_threshold", "0.85")  # the user's own value stays
+        page.select_option("#id_env_id", "BabyAI-UnlockLocal-v0")
         page.select_option("#id_mode", "ppo")
-        assert (value(page, "total_timesteps"), value(page, "return_threshold")) == ("16384", "0.8")
+        assert (value(page, "total_timesteps"), value(page, "return_threshold")) == ("40960", "0.85")
         page.fill("#id_name", "from the browser")
         screenshot(page, "launch-form-advanced.png")
         page.click("#launch-button")
@@ -343,5 +344,5 @@ def test_presets_fill_the_form_follow_the_level_and_estimate_in_the_browser(live
         assert page.errors == []
     experiment = Experiment.objects.get(name="from the browser")
     assert experiment.hyperparameters == {
-        **hyperparameters_for(preset=STUDY, env_id="BabyAI-GoToLocal-v0", mode="ppo"), "return_threshold": 0.8}
+        **hyperparameters_for(preset=STUDY, env_id="BabyAI-UnlockLocal-v0", mode="ppo"), "return_threshold": 0.85}
     assert experiment.runs.count() == 5 and len(queued) == 5
