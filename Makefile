@@ -41,12 +41,15 @@ test-fast: install
 
 # The study of issue 5 (study/spec.py): runs every run not yet done into var/study/<spec>/ (run
 # it again to resume), then writes docs/results/ and the README's Results section.
+# STUDY_BACKEND=celery runs them on the dashboard's Celery workers instead, as experiments of the
+# team STUDY_TEAM owned by the user STUDY_OWNER (study/lab.py).
 .PHONY: study study-quick
+STUDY_ARGS = $(if $(filter-out local,$(STUDY_BACKEND)), --backend '$(STUDY_BACKEND)' --team '$(STUDY_TEAM)' --owner '$(STUDY_OWNER)')
 study: install
-	$(PY) -m study run full
+	$(PY) -m study run full$(STUDY_ARGS)
 
 study-quick: install
-	$(PY) -m study run quick
+	$(PY) -m study run quick$(STUDY_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

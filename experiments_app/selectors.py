@@ -345,6 +345,15 @@ def hint_as_event(hint: Hint) -> dict[str, Any]:
     }
 
 
+def run_stored_events(*, run_id: int) -> list[dict[str, Any]]:
+    """Every stored event of the run (metrics, evaluations, progress, hints), in seq order, as
+    the engine emitted them: what is left of a run's events once the frames and the kinds that
+    only set its fields (``services.events.RUN_UPDATES``) are set aside."""
+    metrics = [metric_as_event(m) for m in Metric.objects.filter(run_id=run_id)]
+    hints = [hint_as_event(h) for h in Hint.objects.filter(run_id=run_id)]
+    return sorted(metrics + hints, key=lambda e: e["seq"])
+
+
 def run_metrics_since(
     *, run_id: int, after_seq: int, kind: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:

@@ -2,11 +2,13 @@
 
     python -m study run quick            # make study-quick: every run not yet done, then the report
     python -m study run full             # make study
+    python -m study run full --backend celery --team T --owner U
+                                         # the same runs on the dashboard's Celery workers (study/lab.py)
     python -m study list full            # dry run: every run, its state and budget
     python -m study report var/study/full
 
 Exit status of ``run``: 0 when every run is done (and the report is written), 1 when a run
-failed, 130 when stopped by Ctrl-C (run it again to resume).
+failed, 130 when stopped by Ctrl-C or ``--timeout`` (run it again to resume).
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = SPECS[args.spec]
     out = _out(args)
     command = shlex.join([os.path.relpath(sys.executable), "-m", "study", *sys.argv[1:]])
-    outcome = run_study(spec, out, workers=args.workers, command=command)
+    if args.backend == "celery":
+        from study.lab import run_lab  # sets Django up: only for this backend
+
+        outcome = run_lab(spec, out, team=args.team, owner=args.owner, command=command, timeout_s=args.timeout)
+    else:
+        outcome = run_study(spec, out, workers=args.workers, command=command)
     print(f"{len(outcome.done)} runs done, {len(outcome.stopped)} stopped, {len(outcome.failed)} failed "
           f"in {outcome.wall_s:.0f} s ({out})", file=sys.stderr)
     for name, error in outcome.failed.items():
@@ -80,8 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("spec", choices=sorted(SPECS), help="the study (study/spec.py)")
         p.add_argument("--out", type=Path, help="output directory (default var/study/SPEC)")
         if name == "run":
-            p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at a time (default: the CPU count)")
+            p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local backend: runs at a time (default: the CPU count)")
             p.add_argument("--no-report", action="store_true", help="only run")
+            p.add_argument("--backend", choices=("local", "celery"), default="local",
+                           help="local: a process pool here (default); celery: the dashboard's Celery workers, "
+                           "as experiments of --team owned by --owner (study/lab.py)")
+            p.add_argument("--team", help="celery backend: the team the experiments belong to")
+            p.add_argument("--owner", help="celery backend: the username owning them, a member of the team")
+            p.add_argument("--timeout", type=float, metavar="S", help="celery backend: stop waiting after S seconds")
     r = sub.add_parser("report", help="write study.json, the figures and the README's Results section")
     r.add_argument("out", type=Path, help="the study's output directory")
     for p in (sub.choices["run"], r):
@@ -89,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--readme", type=Path, default=README, help="the README whose Results section is regenerated")
         p.add_argument("--no-readme", action="store_true", help="leave the README alone")
     args = parser.parse_args(argv)
+    if args.command == "run" and args.backend == "celery" and not (args.team and args.owner):
+        parser.error("--backend celery needs --team and --owner")
+    if args.command == "run" and args.backend == "local" and (args.team or args.owner or args.timeout):
+        parser.error("--team, --owner and --timeout are for --backend celery")
     try:
         if args.command == "run":
             return _cmd_run(args)

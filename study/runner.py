@@ -81,7 +81,7 @@ class Outcome:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` or raise StudyError if another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
@@ -131,7 +131,7 @@ def _execute(spec: StudySpec, key: RunKey, out: Path) -> dict[str, Any] | None:
     if _stop.is_set():
         return None
     directory = key.directory(out)
-    with _locked(directory / LOCK_FILE):
+    with locked(directory / LOCK_FILE):
         state = run_state(directory)
         if state == RunState.DONE:
             return read_summary(directory)  # type: ignore[return-value]
@@ -206,13 +206,29 @@ def frames_done(key: RunKey, out: Path) -> int:
     return 0
 
 
+def progress_bar(spec: StudySpec, initial: int, show: bool) -> tqdm:
+    """The bar over the frames of every run of ``spec`` (on stderr), ``initial`` of them trained
+    before this invocation."""
+    return tqdm(
+        total=sum(k.timesteps for k in spec.runs()),
+        initial=initial,
+        unit="frame",
+        unit_scale=True,
+        smoothing=0,  # the ETA from the average rate of this invocation, not the last seconds'
+        desc=f"study {spec.name}",
+        dynamic_ncols=True,
+        file=sys.stderr,
+        disable=not show,
+    )
+
+
 def run_study(
     spec: StudySpec, out: Path, *, workers: int, command: str | None = None, show_progress: bool = True
 ) -> Outcome:
     """Run every run of ``spec`` not yet done, ``workers`` at a time, into ``out``. ``command``
     is the command line recorded in ``invocations.jsonl``."""
     prepare(spec, out)
-    with _locked(out / LOCK_FILE):
+    with locked(out / LOCK_FILE):
         return _run_all(spec, out, workers, command, show_progress)
 
 
@@ -222,17 +238,7 @@ def _run_all(spec: StudySpec, out: Path, workers: int, command: str | None, show
     outcome = Outcome(done=[k.name for k in keys if run_state(k.directory(out)) == RunState.DONE])
     todo = [k for k in keys if k.name not in outcome.done]
     frames = {k.name: frames_done(k, out) for k in keys}
-    bar = tqdm(
-        total=sum(k.timesteps for k in keys),
-        initial=sum(frames.values()),
-        unit="frame",
-        unit_scale=True,
-        smoothing=0,  # the ETA from the average rate of this invocation, not the last seconds'
-        desc=f"study {spec.name}",
-        dynamic_ncols=True,
-        file=sys.stderr,
-        disable=not show_progress,
-    )
+    bar = progress_bar(spec, sum(frames.values()), show_progress)
 
     def note_runs() -> None:
         bar.set_postfix_str(f"runs {len(outcome.done)}/{len(keys)} done, {len(outcome.failed)} failed")
@@ -296,23 +302,25 @@ def _run_all(spec: StudySpec, out: Path, workers: int, command: str | None, show
         for s, handler in previous.items():
             signal.signal(s, handler)
         bar.close()
-    outcome.wall_s = time.time() - started
-    with (out / INVOCATIONS_FILE).open("a") as log:
-        log.write(
-            json.dumps(
-                {
-                    "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-                    "command": command,
-                    "workers": workers,
-                    "wall_s": round(outcome.wall_s, 1),
-                    "runs_done": len(outcome.done),
-                    "runs_total": len(keys),
-                    "machine": machine(),
-                }
-            )
-            + "\n"
-        )
+    log_invocation(out, outcome, started=started, runs_total=len(keys), command=command, workers=workers,
+                   machine=machine())
     return outcome
+
+
+def log_invocation(out: Path, outcome: Outcome, *, started: float, runs_total: int, **fields: Any) -> None:
+    """Set ``outcome.wall_s`` (since ``started``, a Unix time) and append the invocation's line
+    to ``invocations.jsonl``: its start, wall time, runs done, and ``fields`` (command,
+    workers, machine, ...)."""
+    outcome.wall_s = time.time() - started
+    line = {
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        **fields,
+        "wall_s": round(outcome.wall_s, 1),
+        "runs_done": len(outcome.done),
+        "runs_total": runs_total,
+    }
+    with (out / INVOCATIONS_FILE).open("a") as log:
+        log.write(json.dumps(line) + "\n")
 
 
 def _drain(progress: Any, frames: dict[str, int], bar: tqdm) -> None:
@@ -340,14 +348,18 @@ def _settle(future: Future, key: RunKey, outcome: Outcome, bar: tqdm) -> bool:
     summary = future.result()
     if summary is not None and summary["status"] == "succeeded":
         outcome.done.append(key.name)
-        reached = summary["frames_to_threshold"]
-        bar.write(
-            f"done {key.name}: final eval return {summary['final_eval_return']:.3f} "
-            f"(sampled {summary['final_eval_sampled_return']:.3f}), "
-            f"threshold {summary['return_threshold']} at {reached if reached is not None else '—'} frames, "
-            f"{summary['wall_s']:.0f} s",
-            file=sys.stderr,
-        )
+        bar.write(done_line(key, summary), file=sys.stderr)
     else:
         outcome.stopped.append(key.name)
     return False
+
+
+def done_line(key: RunKey, summary: dict[str, Any]) -> str:
+    """What the progress output says of a run that has just succeeded."""
+    reached = summary["frames_to_threshold"]
+    return (
+        f"done {key.name}: final eval return {summary['final_eval_return']:.3f} "
+        f"(sampled {summary['final_eval_sampled_return']:.3f}), "
+        f"threshold {summary['return_threshold']} at {reached if reached is not None else '—'} frames, "
+        f"{summary['wall_s']:.0f} s"
+    )

@@ -156,6 +156,14 @@ class RunConfig:
         return self.n_envs * self.n_steps
 
     @property
+    def teacher(self) -> str | None:
+        """Who guides the run, as its ``run_started`` event names it: the LLM's model, the
+        BabyAI bot (the oracle), or None."""
+        if self.mode.uses_llm:
+            return self.teacher_model
+        return "babyai-bot" if self.mode == Mode.ORACLE else None
+
+    @property
     def evaluation_episodes(self) -> int:
         """The most episodes evaluation plays over the run: at the first rollout boundary past
         each multiple of eval_interval before the end (at most once a rollout), and at the end;

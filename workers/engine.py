@@ -440,7 +440,7 @@ def train(
             env_id=config.env_id,
             mode=config.mode.value,
             actions=list(run.actions),
-            teacher=config.teacher_model if config.mode.uses_llm else ("babyai-bot" if config.mode == Mode.ORACLE else None),
+            teacher=config.teacher,
             resumed=bool(state),
             start_timestep=run.timesteps,
             checkpoint_seq=state["last_seq"] if state else None,

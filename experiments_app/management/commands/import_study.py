@@ -24,9 +24,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from experiments_app import services
-from experiments_app.hyperparameters import OWN_FIELDS
 from experiments_app.management.members import member_and_team
 from experiments_app.models import Experiment, Team
+from experiments_app.studies import study_experiment_arguments, study_experiment_conflict, study_experiment_name
 from study.rundir import RunState, read_events, run_state, timeline
 from study.runner import SPEC_FILE
 from study.spec import Level, RunKey, StudySpec
@@ -51,10 +51,10 @@ class Command(BaseCommand):
             raise CommandError(f"{directory} is not a study's output directory (no {SPEC_FILE})")
         spec = StudySpec.from_dict(json.loads((directory / SPEC_FILE).read_text()))
         owner, team = member_and_team(username=options["owner"], team_name=options["team"])
-        prefix = options["prefix"] or f"study {spec.name}"
         for level in spec.levels:
-            for mode in spec.modes:
-                self._import_cell(directory, spec, level, mode, owner, team, f"{prefix}: {mode} on {level.env_id}")
+            for mode in spec.modes_of(level):
+                name = study_experiment_name(spec=spec, mode=mode, env_id=level.env_id, prefix=options["prefix"])
+                self._import_cell(directory, spec, level, mode, owner, team, name)
 
     def _import_cell(self, directory: Path, spec: StudySpec, level: Level, mode: str, owner, team: Team, name: str) -> None:
         dirs = {seed: RunKey(level, mode, seed).directory(directory) for seed in spec.seeds}
@@ -63,26 +63,17 @@ class Command(BaseCommand):
             self.stderr.write(f"skipped {name}: seeds {undone} not done yet")
             return
         experiment = Experiment.objects.filter(team=team, name=name).first()
-        config = spec.config(level, mode, spec.seeds[0])  # the study's mode name may carry a guidance kind
+        arguments = study_experiment_arguments(spec=spec, level=level, mode=mode, seeds=spec.seeds)
         if experiment is None:
             try:
                 experiment = services.experiment_create(
-                    owner=owner,
-                    team=team,
-                    name=name,
-                    env_id=level.env_id,
-                    mode=config.mode.value,
-                    teacher_model=config.teacher_model,
-                    hyperparameters={k: v for k, v in config.to_dict().items() if k not in OWN_FIELDS},
-                    seeds=list(spec.seeds),
-                    description=f"{spec.description} Imported from {directory}.",
-                    tags=["study", f"study:{spec.name}"],
-                    enqueue=False,
+                    owner=owner, team=team, name=name, description=f"{spec.description} Imported from {directory}.",
+                    enqueue=False, **arguments,
                 )
             except (ValidationError, PermissionDenied) as exc:
                 raise CommandError(f"{name}: " + "; ".join(getattr(exc, "messages", [str(exc)]))) from None
-        elif (experiment.env_id, experiment.mode) != (level.env_id, config.mode.value):
-            raise CommandError(f"{name}: an experiment of that name exists for {experiment.mode} on {experiment.env_id}")
+        elif conflict := study_experiment_conflict(experiment=experiment, arguments=arguments):
+            raise CommandError(f"{name}: {conflict}")
         replayed = 0
         for run in experiment.runs.order_by("seed"):
             if run.seed not in dirs:
