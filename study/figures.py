@@ -162,10 +162,11 @@ def speedup_figure(aggregates: dict) -> go.Figure:
     for x in (0, 1):
         fig.add_vline(x=x, line={"dash": "dash", "color": "#444", "width": 1}, row=1, col=2)
     fig.update_xaxes(type="log", row=1, col=1)
+    fig.update_yaxes(autorange="reversed")  # top to bottom in the report's order
     rows = sum(len(level["speedups"]) for level in aggregates["levels"])
     fig.update_layout(
         title="Speed-up and share of the oracle's gain: IQM ratios across seeds, 95 % bootstrap CI",
-        template="plotly_white", width=1200, height=160 + 34 * max(rows, 3), margin={"t": 90, "b": 50, "l": 300, "r": 20},
+        template="plotly_white", width=1200, height=180 + 34 * max(rows, 3), margin={"t": 110, "b": 50, "l": 300, "r": 20},
     )
     return fig
 
