@@ -39,7 +39,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not reliability and not browser and not slow" $(PYTEST_ARGS)
 
-# The study of issue 5 (study/spec.py): runs every run not yet done into var/study/<spec>/ (run
+# The study (study/spec.py): runs every run not yet done into var/study/<spec>/ (run
 # it again to resume), then writes docs/results/ and the README's Results section.
 # STUDY_BACKEND=celery runs them on the dashboard's Celery workers instead, as experiments of the
 # team STUDY_TEAM owned by the user STUDY_OWNER (study/lab.py).

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from workers.config import RunConfig  # noqa: E402
 from workers.levels import bot_can_play  # noqa: E402
 from workers.plan_teacher import PlanQuestion, PlanTeacher  # noqa: E402
-from workers.subgoal_guidance import FAILED_ATTEMPTS, LLMPlanner, PlanProbe, collect_plan_probes  # noqa: E402
+from workers.subgoal_guidance import LLMPlanner, PlanProbe, collect_plan_probes  # noqa: E402
+from workers.subgoal_guidance import feedback_sentence, tried_in_vain  # noqa: E402
 from workers.subgoals import Subgoal  # noqa: E402
 
 LEVELS = (
@@ -45,12 +46,6 @@ LEVELS = (
 )
 
 
-def feedback(failed: list[Subgoal]) -> str:
-    """The sentence ``PlanMemory.sentence`` sends for subgoals that failed on their own action."""
-    reasons = sorted(f"{s.text}: tried {FAILED_ATTEMPTS} times, it did not work" for s in failed)
-    return "Feedback from the student: these did not work here: " + "; ".join(reasons) + "."
-
-
 def plan_after_feedback(teacher: PlanTeacher, probe: PlanProbe, rounds: int) -> tuple[Subgoal | None, Subgoal | None]:
     """(zero-shot subgoal, subgoal after at most ``rounds`` of feedback on wrong choices)."""
     failed: list[Subgoal] = []
@@ -59,7 +54,8 @@ def plan_after_feedback(teacher: PlanTeacher, probe: PlanProbe, rounds: int) -> 
         question = PlanQuestion.of(probe.state, frozenset(failed))
         if not question.choices:
             return first, None
-        chosen = LLMPlanner.choose(question, teacher.ask(question, feedback(failed) if failed else None))
+        sentence = feedback_sentence([tried_in_vain(s.text) for s in failed])  # what PlanMemory sends
+        chosen = LLMPlanner.choose(question, teacher.ask(question, sentence))
         if round_ == 0:
             first = chosen
         if chosen is None or probe.subgoal.same_as(chosen):
@@ -79,6 +75,8 @@ def measure(teacher: PlanTeacher, env_id: str, probes: int, rounds: int) -> dict
         zero += probe.subgoal.same_as(first)
         heard += probe.subgoal.same_as(last)
     n = len(found)
+    if not n:
+        return {"probes": 0, "distinct_states": 0}
     return {
         "probes": n,
         "distinct_states": len({p.state.key for p in found}),
@@ -107,6 +105,9 @@ def main() -> None:
             print(f"| {env_id} | the BabyAI bot cannot play it | | | | |")
             continue
         row = levels[env_id] = measure(teacher, env_id, args.probes, args.rounds)
+        if not row["probes"]:
+            print(f"| {env_id} | no plan state where the bot names an object | | | | |")
+            continue
         print(f"| {env_id} | {row['probes']} ({row['distinct_states']}) | {row['zero_shot']:.3f} | "
               f"{row['with_feedback']:.3f} | {row['chance']:.3f} | {row['one_candidate']:.2f} |", flush=True)
     calls, latency = teacher.stats.calls, teacher.stats.mean_latency_ms

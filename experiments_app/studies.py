@@ -11,6 +11,7 @@ from typing import Any
 from experiments_app.hyperparameters import OWN_FIELDS
 from experiments_app.models import Experiment
 from study.spec import Level, StudySpec
+from workers.config import Mode
 
 
 def study_experiment_name(*, spec: StudySpec, mode: str, env_id: str, prefix: str | None = None) -> str:
@@ -39,6 +40,9 @@ def study_experiment_conflict(*, experiment: Experiment, arguments: dict[str, An
     ``arguments`` (``study_experiment_arguments``), or None when it is."""
     if (experiment.env_id, experiment.mode) != (arguments["env_id"], arguments["mode"]):
         return f"an experiment of that name exists for {experiment.mode} on {experiment.env_id}"
+    # An experiment keeps its teacher only in the modes that ask an LLM (services.experiment_create).
+    if Mode(experiment.mode).uses_llm and experiment.teacher_model != arguments["teacher_model"]:
+        return f"an experiment of that name exists with the teacher {experiment.teacher_model}"
     if experiment.hyperparameters != arguments["hyperparameters"]:
         changed = sorted(k for k in {*experiment.hyperparameters, *arguments["hyperparameters"]}
                          if experiment.hyperparameters.get(k) != arguments["hyperparameters"].get(k))

@@ -90,19 +90,30 @@ def _censored(runs: list[RunData]) -> bool:
     return any(r.summary.get("frames_to_threshold") is None for r in runs)
 
 
-def _bound(*, lower_if: bool, upper_if: bool) -> str:
-    """What censored frames make of a statistic: "exact" (no run censored), "lower" or "upper"
-    (the true value is at least / at most the estimate), or "unknown" (censored both ways)."""
-    if lower_if and upper_if:
-        return "unknown"
-    return "lower" if lower_if else "upper" if upper_if else "exact"
+def _bound(*directions: str | None) -> str:
+    """What censored frames make of a statistic, given the way each censored group's true
+    frames would move it ("lower": the estimate is a lower bound, "upper", or "unknown"; None
+    for a group without censored runs): "exact" when no group is censored, the direction they
+    all agree on, else "unknown"."""
+    moved = {d for d in directions if d is not None}
+    if not moved:
+        return "exact"
+    return moved.pop() if len(moved) == 1 else "unknown"
+
+
+def _direction(censored: bool, grows: float) -> str | None:
+    """How a group's censoring bounds a statistic that changes as ``grows`` (its sign) when the
+    group's frames grow: their true value is above the budget the censored runs count."""
+    if not censored:
+        return None
+    return "lower" if grows > 0 else "upper" if grows < 0 else "unknown"
 
 
 def speedups(data: StudyData, level: Level, *, reps: int, seed: int) -> dict[str, Any]:
     """Per mode of ``level`` other than PPO alone: PPO alone's frames to threshold over the
     mode's (IQMs), with its 95 % CI. PPO runs that never reached the threshold count as the
     budget, so the speed-up is then a lower bound; the mode's own censored runs make it an
-    upper bound."""
+    upper bound; both: unknown."""
     ppo = data.select(level.env_id, Mode.PPO.value)
     frames = METRIC["frames_to_threshold"]
     rows = {}
@@ -111,16 +122,19 @@ def speedups(data: StudyData, level: Level, *, reps: int, seed: int) -> dict[str
         if mode == Mode.PPO.value or not runs or not ppo:
             continue
         estimate = stats.group_estimate([values(ppo, frames), values(runs, frames)], np.divide, reps=reps, seed=seed)
-        rows[mode] = {**estimate.to_dict(), "bound": _bound(lower_if=_censored(ppo), upper_if=_censored(runs))}
+        bound = _bound(_direction(_censored(ppo), +1), _direction(_censored(runs), -1))
+        rows[mode] = {**estimate.to_dict(), "bound": bound}
     return rows
 
 
 def oracle_shares(data: StudyData, level: Level, *, reps: int, seed: int) -> dict[str, Any]:
     """Per teacher-guided mode of ``level`` (unidirectional, bidirectional) whose guidance kind
     the oracle also ran with: the share of the oracle's gain in frames to threshold that the
-    mode captures, ``(F_ppo - F_mode) / (F_ppo - F_oracle)`` on IQMs (1: all of it, 0: none,
-    below 0: slower than PPO alone), with its 95 % CI. Censored PPO runs make it a lower bound
-    (while the mode is no faster than the oracle), the mode's an upper one."""
+    mode captures, ``s = (p - m) / (p - o)`` on the IQMs of PPO alone's, the mode's and the
+    oracle's frames (1: all of it, 0: none, below 0: slower than PPO alone), with its 95 % CI.
+    Censored runs bound it by the way their true frames would move it: PPO's by the sign of
+    ``m - o`` (a mode slower than the oracle: a lower bound), the mode's by that of ``o - p``,
+    the oracle's either way (its true frames may pass PPO's: unknown)."""
     ppo = data.select(level.env_id, Mode.PPO.value)
     frames = METRIC["frames_to_threshold"]
     rows = {}
@@ -132,17 +146,15 @@ def oracle_shares(data: StudyData, level: Level, *, reps: int, seed: int) -> dic
         runs, oracle = data.select(level.env_id, mode), data.select(level.env_id, oracle_mode)
         if not (runs and oracle and ppo):
             continue
-        estimate = stats.group_estimate(
-            [values(ppo, frames), values(runs, frames), values(oracle, frames)],
-            lambda p, m, o: (p - m) / (p - o),
-            reps=reps,
-            seed=seed,
+        groups = [values(ppo, frames), values(runs, frames), values(oracle, frames)]
+        estimate = stats.group_estimate(groups, lambda p, m, o: (p - m) / (p - o), reps=reps, seed=seed)
+        p, m, o = (float(stats.iqm(g, axis=None)) for g in groups)
+        bound = _bound(
+            _direction(_censored(ppo), m - o),
+            _direction(_censored(runs), o - p),
+            "unknown" if _censored(oracle) else None,
         )
-        rows[mode] = {
-            **estimate.to_dict(),
-            "oracle": oracle_mode,
-            "bound": "unknown" if _censored(oracle) else _bound(lower_if=_censored(ppo), upper_if=_censored(runs)),
-        }
+        rows[mode] = {**estimate.to_dict(), "oracle": oracle_mode, "bound": bound}
     return rows
 
 

@@ -21,9 +21,12 @@ Three views:
 * **plan states where the teacher's subgoal stays wrong** (subgoal guidance): the same from the
   hints' ``plan`` (the plan state in words, the current subgoal, the feedback the teacher read),
   judged against the bot's subgoal on the plan probes the engine measures plan accuracy on
-  (``workers.subgoal_guidance.collect_plan_probes``); a wrong last subgoal's cause is no
-  feedback (the student reported nothing there yet) or feedback ignored (the teacher read the
-  student's report on that state and still chose another subgoal than the bot).
+  (``workers.subgoal_guidance.collect_plan_probes``), as the engine judges them
+  (``Subgoal.same_as``: a subgoal without a colour matches any); a wrong last subgoal's cause
+  is no feedback (the student reported nothing failing there yet), wrong feedback (the student
+  reported the bot's own subgoal failing there, which takes it out of the teacher's choices),
+  or feedback ignored (the student's report names other subgoals, and the teacher still chose
+  another than the bot's).
 
 Hints are a sample (environment 0, at most one per ``hint_interval_s``), so the situation view
 covers the situations met often; ``coverage`` says which share of the probe states it judges.
@@ -44,6 +47,7 @@ from workers.evaluation import collect_probes
 from workers.feedback import FeedbackMemory
 from workers.levels import action_subset
 from workers.subgoal_guidance import collect_plan_probes
+from workers.subgoals import Subgoal
 
 WORST_SITUATIONS = 8
 """Situations listed per level in the report."""
@@ -156,14 +160,20 @@ def plan_outcomes(run: RunData, right: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
     for state, plans in by_state.items():
         first, last, bot = plans[0]["subgoal"], plans[-1]["subgoal"], right[state]
-        if first == bot:
-            outcome = "right" if last == bot else "broken"
+        expected = Subgoal.from_text(bot)
+        first_right, last_right = expected.same_as(Subgoal.from_text(first)), expected.same_as(Subgoal.from_text(last))
+        if first_right:
+            outcome = "right" if last_right else "broken"
         else:
-            outcome = "fixed" if last == bot else "stays_wrong"
-        cause = None if last == bot else ("no_feedback" if not plans[-1].get("feedback") else "feedback_ignored")
+            outcome = "fixed" if last_right else "stays_wrong"
+        feedback = plans[-1].get("feedback")
+        cause = None
+        if not last_right:
+            # The sentence names each failed subgoal by its text (PlanMemory.sentence).
+            cause = "no_feedback" if not feedback else "wrong_feedback" if f"{bot}:" in feedback else "feedback_ignored"
         rows.append(
             {"key": state, "situation": state, "bot": bot, "first": first, "last": last,
-             "feedback": plans[-1].get("feedback"), "outcome": outcome, "cause": cause}
+             "feedback": feedback, "outcome": outcome, "cause": cause}
         )
     return rows
 

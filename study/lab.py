@@ -170,6 +170,16 @@ class _Study:
         self.cells: dict[tuple[str, str], list[RunKey]] = {}
         for key in spec.runs():
             self.cells.setdefault((key.level.env_id, key.mode), []).append(key)
+        # Before anything is launched: a cell whose seeds to run exceed the cap could never start.
+        cap = settings.MAX_ACTIVE_RUNS_PER_USER
+        for (env_id, mode), keys in self.cells.items():
+            todo = [k for k in keys if run_state(k.directory(out)) != RunState.DONE]
+            if cap and len(todo) > cap:
+                raise StudyError(
+                    f"{study_experiment_name(spec=spec, mode=mode, env_id=env_id)}: {len(todo)} seeds, more than the "
+                    f"{cap} runs the owner may have queued or running (BIDIR_MAX_ACTIVE_RUNS_PER_USER): its experiment "
+                    "could never be launched"
+                )
         self.experiments: dict[tuple[str, str], Experiment] = {}
         self.resumes: Counter[tuple[int, str]] = Counter()
         self.waiting_to_launch: str | None = None
@@ -220,10 +230,6 @@ class _Study:
         elif not launch:
             return None
         else:
-            cap = settings.MAX_ACTIVE_RUNS_PER_USER
-            if cap and len(todo) > cap:
-                raise StudyError(f"{name}: {len(todo)} seeds, more than the {cap} runs the owner may have queued or "
-                                 "running (BIDIR_MAX_ACTIVE_RUNS_PER_USER): its experiment could never be launched")
             try:
                 experiment = services.experiment_create(
                     owner=self.owner, team=self.team, name=name, **arguments,

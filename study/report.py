@@ -201,8 +201,9 @@ def _failure_lines(level: dict[str, Any]) -> list[str]:
         if plans:
             judged = f"Plan states in the {mode} runs' hints, judged against the BabyAI bot's subgoal"
             pairs, probes, answer = "(run, plan state)", "plan probes", "subgoal"
-            why = (f"no feedback on that state yet {causes.get('no_feedback', 0)}, feedback read and another subgoal "
-                   f"chosen {causes.get('feedback_ignored', 0)}")
+            why = (f"no feedback on that state yet {causes.get('no_feedback', 0)}, the student reported the bot's "
+                   f"subgoal failing there {causes.get('wrong_feedback', 0)}, feedback on other subgoals read and "
+                   f"another chosen {causes.get('feedback_ignored', 0)}")
         else:
             judged = f"Situations in the {mode} runs' hints, judged against the BabyAI bot"
             pairs, probes, answer = "(run, situation)", "probe states", "answer"
@@ -241,8 +242,8 @@ FIGURES = (
      "where its subgoal is the bot's), unidirectional (the teacher never hears back) against bidirectional."),
     ("speedup", "Speed-up and share of the oracle's gain per level and mode",
      "PPO alone's frames to threshold over each mode's (IQMs; log axis), and the share of the oracle's gain "
-     "(F_ppo − F_mode) / (F_ppo − F_oracle), with 95 % bootstrap CIs; ≥ marks a lower bound (PPO runs that never "
-     "reached the threshold count as the budget)."),
+     "(F_ppo − F_mode) / (F_ppo − F_oracle), with 95 % bootstrap CIs; ≥ marks a lower bound, ≤ an upper one, ? a "
+     "value that censored runs could move either way (runs that never reached the threshold count as the budget)."),
 )
 """(name, image alt text, caption) of each figure ``study.figures.write_figures`` writes."""
 
@@ -259,11 +260,30 @@ def _figure_lines(written: list[str], links: str) -> list[str]:
     return lines
 
 
+def _where_lines(report: dict[str, Any]) -> list[str]:
+    """Wall time and where the runs ran: this machine (the local runner) or the lab's Celery
+    workers (``study.lab``, whose invocations name no machine)."""
+    invocations = report["invocations"]
+    last = invocations[-1] if invocations else {}
+    wall = f"- Wall time: {_duration(report['wall_s'])} over {len(invocations)} invocation(s), "
+    if last.get("backend") == "celery":
+        hosts = ", ".join(last.get("worker_hosts") or []) or "?"
+        return [wall + f"the runs trained on the dashboard's Celery workers ({hosts}), queue waits included; "
+                f"teacher {report['teacher_model']}."]
+    machine = report["machine"] or {}
+    return [
+        wall + f"{last.get('workers', '?')} runs at a time.",
+        f"- Machine: {machine.get('cpu', '?')}, {machine.get('cpu_count', '?')} cores, {machine.get('platform', '?')}; "
+        f"Python {machine.get('python', '?')}, torch {machine.get('torch', '?')}, stable-baselines3 "
+        f"{machine.get('stable-baselines3', '?')}, llama-cpp-python {machine.get('llama-cpp-python', '?')}; "
+        f"teacher {report['teacher_model']}.",
+    ]
+
+
 def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
     """The README's Results section (markers included) for ``report``."""
     spec = report["spec"]
     links = Path(os.path.relpath(docs, readme.parent)).as_posix()
-    machine = report["machine"] or {}
     lines = [
         BEGIN,
         "## Results",
@@ -277,12 +297,7 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
         "",
         "- Command: " + ", then ".join(f"`{c}`" for c in report["commands"])
         + " (`make study` runs `python -m study run full`, `make study-quick` runs `python -m study run quick`).",
-        f"- Wall time: {_duration(report['wall_s'])} over {len(report['invocations'])} invocation(s), "
-        f"{report['invocations'][-1]['workers'] if report['invocations'] else '?'} runs at a time.",
-        f"- Machine: {machine.get('cpu', '?')}, {machine.get('cpu_count', '?')} cores, {machine.get('platform', '?')}; "
-        f"Python {machine.get('python', '?')}, torch {machine.get('torch', '?')}, stable-baselines3 "
-        f"{machine.get('stable-baselines3', '?')}, llama-cpp-python {machine.get('llama-cpp-python', '?')}; "
-        f"teacher {report['teacher_model']}.",
+        *_where_lines(report),
         f"- Date: {report['generated'][:10]}. Data: [`study.json`]({links}/study.json) (every run's summary too).",
         *_fault_lines(report["runs"]),
         "",
@@ -302,8 +317,10 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
         "Per level, PPO alone's frames to threshold over each mode's (IQMs), and the share of the oracle's gain that a "
         "teacher-guided mode captures, (F_ppo − F_mode) / (F_ppo − F_oracle) with the oracle of the same guidance kind "
         "(1: all of it; 0: none; below 0: slower than PPO alone); 95 % CIs from resampling each mode's runs on its own "
-        f"({report['bootstrap_reps']:,} times). ≥ marks a lower bound: PPO runs that never reached the threshold count "
-        "as the budget. In bold, the level's bidirectional mode, with the guidance kind that works best there: the "
+        f"({report['bootstrap_reps']:,} times; no CI where some resample leaves the share undefined). Runs that never "
+        "reached the threshold count as the budget, which bounds what they enter: ≥ marks a lower bound (for the "
+        "speed-up: PPO alone's runs were censored), ≤ an upper one (the mode's own were), ? a value they could move "
+        "either way. In bold, the level's bidirectional mode with the guidance kind the spec gives the level: the "
         "one tested below.",
         "",
         *_speedup_lines(report["aggregates"]["levels"]),
@@ -335,7 +352,8 @@ def section(report: dict[str, Any], readme: Path, docs: Path) -> str:
         "### Where the bidirectional mode loses",
         "",
         "Computed by `study/failures.py` from the runs' summaries and hint events; the bot's action per situation "
-        "comes from the same probe states the engine measures teacher accuracy on.",
+        "(its subgoal per plan state, with subgoal guidance) comes from the same probe states the engine measures "
+        "teacher accuracy on.",
         "",
     ]
     for level in report["failures"]["levels"]:

@@ -1,8 +1,8 @@
-"""What a study runs, declared in one place: levels (each with its return threshold and frame
-budget), modes, seeds and the RunConfig settings shared by every run.
+"""What a study runs, declared in one place: levels (each with its return threshold, frame
+budget, modes and guidance kind), seeds and the RunConfig settings shared by every run.
 
-A study is the cross product levels x modes x seeds; each element is one ``workers.engine``
-run with its own directory ``<out>/<level>/<mode>/seed-<seed>/``. ``SPECS`` holds the named
+A study is every level's modes x the seeds; each element is one ``workers.engine`` run with its
+own directory ``<out>/<level>/<mode>/seed-<seed>/``. ``SPECS`` holds the named
 studies that ``python -m study`` and ``make study`` / ``make study-quick`` run.
 """
 

@@ -44,6 +44,18 @@ where the way to it ends, and did nothing, has failed there: a locked door witho
 of 8 early episodes, and was ruled out where it was the right plan.)"""
 
 
+def tried_in_vain(text: str) -> str:
+    """Why a subgoal whose own action did nothing failed, as the teacher reads it."""
+    return f"{text}: tried {FAILED_ATTEMPTS} times, it did not work"
+
+
+def feedback_sentence(reasons: list[str]) -> str | None:
+    """The feedback the teacher reads for a plan state whose subgoals failed for ``reasons``."""
+    if not reasons:
+        return None
+    return "Feedback from the student: these did not work here: " + "; ".join(sorted(reasons)) + "."
+
+
 @dataclass
 class PlanRecord:
     chosen: int = 0
@@ -87,7 +99,7 @@ class PlanMemory:
         # The thresholds, not the counts, are in the sentence: a count that grows would make a new
         # prompt, and a new LLM call, with every try.
         if rec.reached == 0 and rec.attempts >= FAILED_ATTEMPTS:
-            return f"{text}: tried {FAILED_ATTEMPTS} times, it did not work"
+            return tried_in_vain(text)
         if rec.reached == 0 and rec.no_way >= FAILED_ATTEMPTS:
             return f"{text}: there was no way to it"
         if rec.reached >= self.min_tries and rec.rewarded == 0 and key in self.rewarded_states:
@@ -109,10 +121,7 @@ class PlanMemory:
     def sentence(self, state: PlanState, failures: dict[Subgoal, str] | None = None) -> str | None:
         """The feedback the teacher reads for this plan state: the subgoals that failed here
         (``failures``, when the caller has them already)."""
-        reasons = sorted((self.failures(state) if failures is None else failures).values())
-        if not reasons:
-            return None
-        return "Feedback from the student: these did not work here: " + "; ".join(reasons) + "."
+        return feedback_sentence(list((self.failures(state) if failures is None else failures).values()))
 
     @property
     def states_with_feedback(self) -> int:

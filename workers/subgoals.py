@@ -70,6 +70,17 @@ class Subgoal:
         )
 
     @classmethod
+    def from_text(cls, text: str) -> "Subgoal":
+        """The subgoal whose ``text`` this is (hints carry plans as text)."""
+        for verb, phrase in PHRASES.items():
+            prefix = f"{phrase} the "
+            if text.startswith(prefix):
+                *color, obj = text[len(prefix):].split(" ")
+                if obj in OBJECT_TYPES and (color == [] or (len(color) == 1 and color[0] in COLOR_NAMES)):
+                    return cls(verb, obj, color[0] if color else None)
+        raise ValueError(f"not a subgoal's text: {text!r}")
+
+    @classmethod
     def from_key(cls, key: str) -> "Subgoal":
         verb, name = key.split(":", 1)
         for obj in OBJECT_TYPES:

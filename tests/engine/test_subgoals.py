@@ -218,6 +218,18 @@ def test_plan_memory_pools_plan_states_that_differ_only_by_colours():
     assert Renaming.of(two).key != Renaming.of(RED).key, "a different structure is not pooled"
 
 
+def test_a_subgoal_is_read_back_from_its_text():
+    from minigrid.core.constants import COLOR_NAMES
+
+    from workers.subgoals import OBJECT_TYPES, PHRASES
+
+    every = [Subgoal(verb, obj, color) for verb in PHRASES for obj in OBJECT_TYPES for color in (None, *COLOR_NAMES)]
+    assert all(Subgoal.from_text(s.text) == s for s in every)
+    for text in ("open the", "open the purple-ish door", "fly to the red ball", "go to the red ball now"):
+        with pytest.raises(ValueError, match="not a subgoal's text"):
+            Subgoal.from_text(text)
+
+
 def test_the_bots_subgoal_is_in_the_vocabulary_and_the_candidates():
     probes = collect_plan_probes("BabyAI-UnlockLocal-v0", 60, seed=0)
     assert len(probes) == 60

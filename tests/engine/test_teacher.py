@@ -63,6 +63,8 @@ def test_on_a_cpu_with_amx_the_model_loads_without_extra_buffer_types_and_answer
     before. Here AMX is claimed, so that any machine takes that path."""
     from llama_cpp import llama as llama_module
 
+    # A ctypes structure takes any attribute: the setting only works while the binding has the field.
+    assert "use_extra_bufts" in {name for name, *_ in llama_module.llama_cpp.llama_model_params._fields_}
     defaults = llama_module.llama_cpp.llama_model_default_params
     monkeypatch.setattr(teachers, "cpu_uses_amx", lambda: True)
     t = LLMTeacher(DEFAULT_TEACHER, NAV, timeout_s=60)

@@ -154,6 +154,32 @@ def test_the_cap_holds_back_a_cell_and_failed_or_interrupted_runs_are_resumed_th
     assert Run.objects.filter(experiment__mode="oracle").count() == 2, "room again: the second cell launched"
 
 
+def test_a_cell_with_more_seeds_than_the_cap_is_refused_before_anything_launches(
+        alice, team_a, queued, settings, tmp_path) -> None:  # noqa: F811
+    from experiments_app.models import Experiment
+    from study.lab import _Study
+    from study.runner import StudyError
+
+    settings.MAX_ACTIVE_RUNS_PER_USER = 1
+    out = tmp_path / "study"
+    prepare(SPEC, out)
+    with pytest.raises(StudyError, match="study tiny: ppo on BabyAI-GoToRedBallNoDists-v0: 2 seeds, more than the 1 runs"):
+        _Study(SPEC, out, alice, team_a)
+    assert not Experiment.objects.exists() and queued == []
+
+
+def test_an_experiment_of_the_same_name_with_another_teacher_is_not_reused(alice, team_a) -> None:  # noqa: F811
+    from experiments_app.studies import study_experiment_arguments, study_experiment_conflict
+
+    arguments = study_experiment_arguments(spec=SPEC, level=TINY_LEVEL, mode="bidirectional", seeds=[0])
+    experiment = type("E", (), {"env_id": arguments["env_id"], "mode": "bidirectional",
+                                "teacher_model": "smollm2-135m-instruct-q4_1", "hyperparameters": arguments["hyperparameters"]})()
+    assert "with the teacher smollm2-135m-instruct-q4_1" in study_experiment_conflict(experiment=experiment,
+                                                                                      arguments=arguments)
+    experiment.teacher_model = arguments["teacher_model"]
+    assert study_experiment_conflict(experiment=experiment, arguments=arguments) is None
+
+
 def test_a_materialised_run_loads_as_the_local_run_it_was_imported_from(
         alice, queued, tmp_path, tmp_path_factory) -> None:  # noqa: F811
     from django.core.management import call_command
