@@ -142,7 +142,7 @@ def oracle_shares(data: StudyData, level: Level, *, reps: int, seed: int) -> dic
         fields = arm_fields(mode)
         if fields["mode"] not in (Mode.UNIDIRECTIONAL.value, Mode.BIDIRECTIONAL.value):
             continue
-        oracle_mode = arm_name(Mode.ORACLE.value, fields.get("guidance_kind", GuidanceKind.ACTIONS.value))
+        oracle_mode = arm_name(Mode.ORACLE.value, _kind(mode))
         runs, oracle = data.select(level.env_id, mode), data.select(level.env_id, oracle_mode)
         if not (runs and oracle and ppo):
             continue
@@ -202,6 +202,11 @@ def aggregate(data: StudyData, *, reps: int = 2000, seed: int = 0) -> dict[str, 
     return {"levels": levels, "overall": overall}
 
 
+def _kind(mode: str) -> str:
+    """The guidance kind a mode name stands for (the teacher alone plays actions)."""
+    return arm_fields(mode).get("guidance_kind", GuidanceKind.ACTIONS.value)
+
+
 def tested_mode(spec: StudySpec, level: Level) -> str | None:
     """The mode tested against the others on ``level``: bidirectional with the level's guidance
     kind (None if the level does not run it)."""
@@ -213,7 +218,9 @@ def tests(data: StudyData, env_id: str, *, seed: int = 0) -> list[dict[str, Any]
     """The level's tested mode (``tested_mode``) against every other mode on ``env_id``, for
     each tested metric, with Holm-adjusted p-values over the comparisons of that metric on that
     level. ``a12`` is the probability that a run of the tested mode is *better* (for frames:
-    needs fewer). A comparison needs at least two runs on each side."""
+    needs fewer). A comparison needs at least two runs on each side; teacher accuracy is
+    compared only between modes of the same guidance kind (plan accuracy is not action
+    accuracy)."""
     level = data.spec.level(env_id)
     tested = tested_mode(data.spec, level)
     if tested is None:
@@ -227,6 +234,8 @@ def tests(data: StudyData, env_id: str, *, seed: int = 0) -> list[dict[str, Any]
         for mode in data.spec.modes_of(level):
             other = values(data.select(env_id, mode), metric)
             if mode == tested or len(mine) < 2 or len(other) < 2:
+                continue
+            if metric.name.startswith("teacher_accuracy") and _kind(mode) != _kind(tested):
                 continue
             # A12 oriented so that > 0.5 always means "the tested mode is better".
             sign = 1.0 if metric.higher_is_better else -1.0
