@@ -168,15 +168,21 @@ def test_unknown_level_fails_before_training(tmp_path):
 
 
 class HangAfterFirstRollout(ListSink):
-    """Makes every LLM call hang once the first rollout has been reported."""
+    """Makes every LLM call hang once the first rollout has been reported, and from then on
+    holds each rollout's report for ``pace_s``, so that the run outlasts the teacher's timeout
+    however fast the machine trains (7 rollouts took 3.6 s here, under a 4 s timeout)."""
 
-    def __init__(self):
+    def __init__(self, pace_s: float = 1.0):
         super().__init__()
         self.hang = False
+        self.pace_s = pace_s
 
     def emit(self, event):
         super().emit(event)
-        self.hang = self.hang or event.kind == EventKind.METRICS
+        if event.kind == EventKind.METRICS:
+            if self.hang:
+                time.sleep(self.pace_s)
+            self.hang = True
 
 
 @pytest.mark.slow
