@@ -79,7 +79,8 @@ class Services:
             output = (self.log_dir / f"{name.replace(':', '-')}.log").open("a")
         try:
             process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=output,
-                                       stderr=subprocess.STDOUT if self.log_dir else None, start_new_session=True)
+                                       stderr=subprocess.STDOUT if self.log_dir else None, start_new_session=True,
+                                       preexec_fn=_default_sigint)
         finally:
             if self.log_dir is not None:
                 output.close()  # the child holds its own descriptor
@@ -155,6 +156,14 @@ class Services:
         for name in reversed(list(self.processes)):
             self.stop(name, timeout_s=deadline - time.monotonic())
         stack_erase(database_url=self.env.get("DATABASE_URL", ""))
+
+
+def _default_sigint() -> None:
+    """In a child, before it runs: SIGINT back to its default. A shell that starts us in the
+    background (CI, ``make test &``) ignores SIGINT, which children inherit, and ``stop`` asks
+    them to stop with it: a worker or daphne that ignored it was killed only after the grace
+    time (seven 60 s waits in a run of the test suite)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def manage(*args: str) -> None:
