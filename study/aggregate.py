@@ -30,8 +30,8 @@ import numpy as np
 from experiments_app.analysis import area_under_curve
 from study import stats
 from study.data import RunData, StudyData
-from study.spec import ALL_MODES, Level, StudySpec, arm_fields, arm_name
-from workers.config import GuidanceKind, Mode
+from study.spec import ALL_MODES, Level, StudySpec, arm_fields, arm_kind, arm_name
+from workers.config import Mode
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def oracle_shares(data: StudyData, level: Level, *, reps: int, seed: int) -> dic
         fields = arm_fields(mode)
         if fields["mode"] not in (Mode.UNIDIRECTIONAL.value, Mode.BIDIRECTIONAL.value):
             continue
-        oracle_mode = arm_name(Mode.ORACLE.value, _kind(mode))
+        oracle_mode = arm_name(Mode.ORACLE.value, arm_kind(mode))
         runs, oracle = data.select(level.env_id, mode), data.select(level.env_id, oracle_mode)
         if not (runs and oracle and ppo):
             continue
@@ -202,11 +202,6 @@ def aggregate(data: StudyData, *, reps: int = 2000, seed: int = 0) -> dict[str, 
     return {"levels": levels, "overall": overall}
 
 
-def _kind(mode: str) -> str:
-    """The guidance kind a mode name stands for (the teacher alone plays actions)."""
-    return arm_fields(mode).get("guidance_kind", GuidanceKind.ACTIONS.value)
-
-
 def tested_mode(spec: StudySpec, level: Level) -> str | None:
     """The mode tested against the others on ``level``: bidirectional with the level's guidance
     kind (None if the level does not run it)."""
@@ -235,7 +230,7 @@ def tests(data: StudyData, env_id: str, *, seed: int = 0) -> list[dict[str, Any]
             other = values(data.select(env_id, mode), metric)
             if mode == tested or len(mine) < 2 or len(other) < 2:
                 continue
-            if metric.name.startswith("teacher_accuracy") and _kind(mode) != _kind(tested):
+            if metric.name.startswith("teacher_accuracy") and arm_kind(mode) != arm_kind(tested):
                 continue
             # A12 oriented so that > 0.5 always means "the tested mode is better".
             sign = 1.0 if metric.higher_is_better else -1.0

@@ -37,6 +37,11 @@ def arm_name(mode: str, guidance_kind: str) -> str:
     return mode
 
 
+def arm_kind(arm: str) -> str:
+    """The guidance kind a study's mode name stands for (actions for PPO and the teacher alone)."""
+    return arm_fields(arm).get("guidance_kind", GuidanceKind.ACTIONS.value)
+
+
 def base_mode(arm: str) -> str:
     """The Mode value of a study's mode name."""
     return arm_fields(arm)["mode"]
