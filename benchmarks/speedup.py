@@ -5,10 +5,12 @@
     .venv/bin/python benchmarks/speedup.py --level BabyAI-UnlockLocal-v0:0.8:61440 \
         --modes ppo,oracle-subgoals,unidirectional-subgoals,bidirectional-subgoals
     .venv/bin/python benchmarks/speedup.py --from-study var/study/full      # runs nothing
+    .venv/bin/python benchmarks/speedup.py --from-study DIR --from-study DIR2 --figure F.html
 
 Each row: runs that reached the level's threshold; the median frames to it, where a run that
 never reached it counts as its budget (so such a median is a lower bound); the speed-up
-against PPO alone (PPO's median frames over the mode's); the median wall time to the
+against PPO alone (PPO's median frames over the mode's; marked "≥" where PPO's median is such a
+bound, "≤" where the mode's is, "?" where both are); the median wall time to the
 threshold, every LLM call included (loading and warming up the teacher, answering, measuring),
 None when the median run did not reach it; the teacher's accuracy against the BabyAI bot
 zero-shot, at the end of the run with the student's feedback, and at the end on the probe
@@ -19,10 +21,15 @@ final evaluation, greedy and sampled.
 The runs are a study (``study.runner``: one process per run, ``--workers`` at a time; ``--out``
 keeps the run directories, and running again with the same ``--out`` resumes), so budgets are
 rounded up to whole rollouts. ``--from-study`` reads a study's finished runs instead (``make
-study``: the same engine with the study's settings). Writes the levels it measured into
-``--json`` (default benchmarks/results/speedup.json; the other levels there stay):
-``{"levels": {env: {"command", "header", "budget", "threshold", "modes": {mode:
-{"seeds", "reached", "median_frames_to_threshold", "speedup_vs_ppo", "median_wall_s_to_threshold",
+study``: the same engine with the study's settings, or an earlier ``--out``); given several
+times, it puts their modes side by side per level, each mode with its own study's budget (PPO
+alone run longer than the guided modes, say), where the threshold is the same. ``--figure``
+draws every level's training-return curves, per mode the IQM across seeds with its 95 %
+bootstrap band, as HTML and, where kaleido finds a Chromium, a PNG beside it. Writes the levels
+it measured into ``--json`` (default benchmarks/results/speedup.json; the other levels there
+stay): ``{"levels": {env: {"command", "header", "budget" (the largest), "threshold", "modes":
+{mode: {"budget", "seeds", "reached", "median_frames_to_threshold", "speedup_vs_ppo", "speedup_bound",
+"median_wall_s_to_threshold",
 "teacher_accuracy_start", "teacher_accuracy_end", "teacher_accuracy_end_unjudged",
 "llm_calls_per_1k_steps", "steps_per_s", "final_eval_return", "final_eval_sampled_return",
 "runs": [...every run's summary...]}}}}}``.
@@ -39,9 +46,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from study.data import StudyData, load_study  # noqa: E402
+from study.chrome import chrome_path  # noqa: E402
+from study.data import RunData, StudyData, load_study  # noqa: E402
+from study.figures import BOUND_MARK, Panel, returns_figure  # noqa: E402
 from study.runner import run_study  # noqa: E402
 from study.spec import Level, StudySpec  # noqa: E402
 from workers.config import Mode, RunConfig  # noqa: E402
@@ -75,18 +86,38 @@ def _median(values: list) -> float | None:
     return statistics.median(present) if present else None
 
 
-def level_figures(data: StudyData, level: Level) -> dict[str, Any]:
+Measured = dict[str, dict[str, tuple[Level, list[RunData]]]]
+"""env_id -> mode -> (the level as the mode's study ran it, the mode's finished runs)."""
+
+
+def measured_modes(studies: list[StudyData]) -> Measured:
+    """Every level's modes across ``studies``, in the order the studies and their specs give."""
+    measured: Measured = {}
+    for data in studies:
+        for level in data.spec.levels:
+            modes = measured.setdefault(level.env_id, {})
+            for mode in data.spec.modes_of(level):
+                runs = data.select(level.env_id, mode)
+                if not runs:
+                    continue
+                if mode in modes:
+                    sys.exit(f"{level.env_id}: {mode} is in more than one study")
+                if any(other.return_threshold != level.return_threshold for other, _ in modes.values()):
+                    sys.exit(f"{level.env_id}: the studies' thresholds differ")
+                modes[mode] = (level, runs)
+    return measured
+
+
+def level_figures(modes_runs: dict[str, tuple[Level, list[RunData]]]) -> dict[str, Any]:
     """The JSON of one level: every mode's figures and runs."""
     modes: dict[str, Any] = {}
-    for mode in data.spec.modes_of(level):
-        runs = data.select(level.env_id, mode)
-        if not runs:
-            continue
+    for mode, (level, runs) in modes_runs.items():
         budget = level.total_timesteps
         frames = [r.summary["frames_to_threshold"] for r in runs]
         walls = sorted(r.wall_s_to_threshold if r.wall_s_to_threshold is not None else float("inf") for r in runs)
         median_wall = statistics.median(walls)
         modes[mode] = {
+            "budget": budget,
             "seeds": len(runs),
             "reached": sum(f is not None for f in frames),
             "median_frames_to_threshold": statistics.median(f if f is not None else budget for f in frames),
@@ -104,7 +135,35 @@ def level_figures(data: StudyData, level: Level) -> dict[str, Any]:
     ppo = modes.get(Mode.PPO.value)
     for figures in modes.values():
         figures["speedup_vs_ppo"] = ppo and round(ppo["median_frames_to_threshold"] / figures["median_frames_to_threshold"], 2)
-    return {"budget": level.total_timesteps, "threshold": level.return_threshold, "modes": modes}
+        # A median over runs of which half or more never reached the threshold is their budget:
+        # PPO's then makes the speed-up a lower bound, the mode's an upper one.
+        censored = tuple(m is not None and 2 * m["reached"] <= m["seeds"] for m in (ppo, figures))
+        figures["speedup_bound"] = ppo and {(False, False): "exact", (True, False): "lower",
+                                            (False, True): "upper", (True, True): "unknown"}[censored]
+    levels = [level for level, _ in modes_runs.values()]
+    return {"budget": max(level.total_timesteps for level in levels), "threshold": levels[0].return_threshold, "modes": modes}
+
+
+def level_panels(measured: Measured) -> list[Panel]:
+    """A curve panel per level, on a grid of one point per rollout up to its largest budget."""
+    rollout = RunConfig().rollout_frames
+    panels = []
+    for env_id, modes_runs in measured.items():
+        levels = [level for level, _ in modes_runs.values()]
+        budget = max(level.total_timesteps for level in levels)
+        grid = np.arange(0, budget + 1, rollout, dtype=float)
+        panels.append(Panel(env_id, levels[0].return_threshold, grid, {m: runs for m, (_, runs) in modes_runs.items()}))
+    return panels
+
+
+def write_figure(measured: Measured, html: Path) -> None:
+    fig = returns_figure(level_panels(measured))
+    html.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(html, include_plotlyjs="cdn")
+    if chrome_path() is None:
+        print(f"{html}: written; its PNG skipped, no Chrome/Chromium found (kaleido needs one)", file=sys.stderr)
+        return
+    fig.write_image(html.with_suffix(".png"), width=fig.layout.width, height=fig.layout.height)
 
 
 def _fmt(value, digits: int = 0) -> str:
@@ -113,14 +172,20 @@ def _fmt(value, digits: int = 0) -> str:
 
 def table(env_id: str, figures: dict[str, Any]) -> str:
     budget, threshold = figures["budget"], figures["threshold"]
+    budgets = {mode: m["budget"] for mode, m in figures["modes"].items()}
+    if set(budgets.values()) == {budget}:
+        frames = f"{budget:,} frames per run (a run that never reaches it counts as {budget:,})"
+    else:
+        per_mode = "; ".join(f"{mode} {b:,}" for mode, b in budgets.items())
+        frames = f"frames per run: {per_mode} (a run that never reaches it counts as its budget)"
     rows = [
-        f"{env_id}: threshold {threshold:g}, {budget:,} frames per run (a run that never reaches it counts as {budget:,})\n",
+        f"{env_id}: threshold {threshold:g}, {frames}\n",
         f"| mode | reached {threshold:g} | frames to {threshold:g} (median) | speed-up vs PPO | wall s to {threshold:g} (median) | "
         "teacher acc. zero-shot → end (unjudged) | LLM calls / 1k steps | steps/s | final eval greedy | sampled |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, m in figures["modes"].items():
-        speedup = "—" if m["speedup_vs_ppo"] is None else f"{m['speedup_vs_ppo']:.2f}×"
+        speedup = "—" if m["speedup_vs_ppo"] is None else f"{BOUND_MARK[m['speedup_bound']]}{m['speedup_vs_ppo']:.2f}×"
         rows.append(
             f"| {mode} | {m['reached']}/{m['seeds']} | {_fmt(m['median_frames_to_threshold'])} | {speedup} | "
             f"{_fmt(m['median_wall_s_to_threshold'], 1)} | {_fmt(m['teacher_accuracy_start'], 2)} → "
@@ -141,24 +206,31 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="runs at a time (1: each run's wall time is its own)")
     parser.add_argument("--teacher", default=RunConfig.teacher_model)
     parser.add_argument("--out", type=Path, help="keep the run directories here (default: a temporary directory)")
-    parser.add_argument("--from-study", type=Path, metavar="DIR", help="run nothing: read the finished runs of the study in DIR")
+    parser.add_argument("--from-study", type=Path, action="append", metavar="DIR",
+                        help="run nothing: read the finished runs of the study in DIR (repeatable)")
+    parser.add_argument("--figure", type=Path, metavar="HTML", help="draw the training-return curves here (and a PNG beside it)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/speedup.json"))
     args = parser.parse_args()
     if args.from_study:
-        data = load_study(args.from_study)
-        levels = list(data.spec.levels)
-        header = f"From the study in {args.from_study}: {len(data.spec.seeds)} seeds, settings {data.spec.settings}"
+        studies = [load_study(directory) for directory in args.from_study]
+        header = "; ".join(
+            f"From the study in {directory}: {len(data.spec.seeds)} seeds, settings {data.spec.settings}"
+            for directory, data in zip(args.from_study, studies)
+        )
     else:
         levels = args.level or [parse_level(DEFAULT_LEVEL)]
         run = (levels, args.modes.split(","), args.seeds, args.teacher, args.workers)
         if args.out:
-            data = run_levels(*run, args.out)
+            studies = [run_levels(*run, args.out)]
         else:
             with tempfile.TemporaryDirectory() as out:
-                data = run_levels(*run, Path(out))
+                studies = [run_levels(*run, Path(out))]
         header = f"{args.seeds} seeds, {args.workers} run(s) at a time, teacher {args.teacher}"
     command = shlex.join(["python", *sys.argv])
-    measured = {level.env_id: {"command": command, "header": header, **level_figures(data, level)} for level in levels}
+    measured_runs = {env_id: modes for env_id, modes in measured_modes(studies).items() if modes}
+    measured = {env_id: {"command": command, "header": header, **level_figures(modes)} for env_id, modes in measured_runs.items()}
+    if args.figure:
+        write_figure(measured_runs, args.figure)
     # One file for every level measured: a level measured again replaces its entry, the others stay.
     previous = json.loads(args.json.read_text()).get("levels", {}) if args.json.exists() else {}
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ left out rather than estimated from fewer seeds.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +92,10 @@ def _add_band(fig: go.Figure, col: int, name: str, runs: list[RunData], curve: s
     )
 
 
-def _figure(data: StudyData, title: str, y_title: str) -> go.Figure:
-    levels = data.spec.levels
-    fig = make_subplots(rows=1, cols=len(levels), subplot_titles=[level.env_id for level in levels], horizontal_spacing=0.05)
+def _figure(titles: list[str], title: str, y_title: str) -> go.Figure:
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.05)
     fig.update_layout(
-        title=title, template="plotly_white", width=520 * len(levels), height=460,
+        title=title, template="plotly_white", width=520 * len(titles), height=460,
         legend={"orientation": "h", "y": -0.18}, margin={"t": 80, "b": 90, "l": 60, "r": 20},
     )
     fig.update_xaxes(title_text="frames")
@@ -103,22 +103,40 @@ def _figure(data: StudyData, title: str, y_title: str) -> go.Figure:
     return fig
 
 
-def returns_figure(data: StudyData) -> go.Figure:
-    fig = _figure(data, "Training return: IQM across seeds, 95 % bootstrap band", "return (last 100 episodes)")
+@dataclass
+class Panel:
+    """One level's subplot: each mode's runs, drawn on ``grid``, with the level's threshold."""
+
+    env_id: str
+    threshold: float
+    grid: np.ndarray
+    runs: dict[str, list[RunData]]
+
+
+def study_panels(data: StudyData) -> list[Panel]:
+    """A panel per level of the study, its modes in report order."""
+    return [
+        Panel(level.env_id, level.return_threshold, level_grid(data, level.env_id),
+              {mode: data.select(level.env_id, mode) for mode in data.spec.modes_of(level)})
+        for level in data.spec.levels
+    ]
+
+
+def returns_figure(panels: list[Panel]) -> go.Figure:
+    fig = _figure([p.env_id for p in panels], "Training return: IQM across seeds, 95 % bootstrap band", "return (last 100 episodes)")
     shown: set[str] = set()  # each mode once in the legend, where it first appears
-    for col, level in enumerate(data.spec.levels, start=1):
-        grid = level_grid(data, level.env_id)
-        for mode in data.spec.modes_of(level):
-            _add_band(fig, col, mode, data.select(level.env_id, mode), "returns", grid, legend=mode not in shown)
+    for col, panel in enumerate(panels, start=1):
+        for mode, runs in panel.runs.items():
+            _add_band(fig, col, mode, runs, "returns", panel.grid, legend=mode not in shown)
             shown.add(mode)
-        fig.add_hline(y=level.return_threshold, line={"dash": "dash", "color": "#444", "width": 1}, row=1, col=col)
+        fig.add_hline(y=panel.threshold, line={"dash": "dash", "color": "#444", "width": 1}, row=1, col=col)
     fig.update_yaxes(range=[0, 1])
     return fig
 
 
 def accuracy_figure(data: StudyData) -> go.Figure:
     fig = _figure(
-        data, "Teacher accuracy against the BabyAI bot (plan accuracy with subgoal guidance): IQM across seeds, "
+        [level.env_id for level in data.spec.levels], "Teacher accuracy against the BabyAI bot (plan accuracy with subgoal guidance): IQM across seeds, "
         "95 % bootstrap band", "teacher accuracy",
     )
     shown: set[str] = set()
@@ -186,7 +204,7 @@ def write_figures(data: StudyData, aggregates: dict, directory: Path) -> list[Pa
     ``study.aggregate.aggregate(data)``."""
     directory.mkdir(parents=True, exist_ok=True)
     figures = {
-        "returns": returns_figure(data),
+        "returns": returns_figure(study_panels(data)),
         "teacher_accuracy": accuracy_figure(data),
         "speedup": speedup_figure(aggregates),
     }
