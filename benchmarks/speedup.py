@@ -138,8 +138,8 @@ def level_figures(modes_runs: dict[str, tuple[Level, list[RunData]]]) -> dict[st
         # A median over runs of which half or more never reached the threshold is their budget:
         # PPO's then makes the speed-up a lower bound, the mode's an upper one.
         censored = tuple(m is not None and 2 * m["reached"] <= m["seeds"] for m in (ppo, figures))
-        figures["speedup_bound"] = ppo and {(False, False): "exact", (True, False): "lower",
-                                            (False, True): "upper", (True, True): "unknown"}[censored]
+        figures["speedup_bound"] = ppo and ("exact" if figures is ppo else {
+            (False, False): "exact", (True, False): "lower", (False, True): "upper", (True, True): "unknown"}[censored])
     levels = [level for level, _ in modes_runs.values()]
     return {"budget": max(level.total_timesteps for level in levels), "threshold": levels[0].return_threshold, "modes": modes}
 

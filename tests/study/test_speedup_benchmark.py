@@ -65,6 +65,9 @@ def test_a_mode_in_two_studies_or_two_thresholds_is_refused():
 
 def test_the_curves_figure_spans_the_longest_budget(tmp_path):
     measured = speedup.measured_modes([study(LONG, {"ppo": [None] * 3}), study(SHORT, {"oracle": [512] * 3})])
+    modes = speedup.level_figures(measured[TINY_LEVEL.env_id])["modes"]
+    assert modes["ppo"]["speedup_bound"] == "exact", "PPO alone against itself"
+    assert (modes["oracle"]["speedup_vs_ppo"], modes["oracle"]["speedup_bound"]) == (8.0, "lower")
     (panel,) = speedup.level_panels(measured)
     assert panel.grid[-1] == 4096 and list(panel.runs) == ["ppo", "oracle"]
     html = tmp_path / "curves.html"
