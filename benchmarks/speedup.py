@@ -50,9 +50,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from study.chrome import chrome_path  # noqa: E402
 from study.data import RunData, StudyData, load_study  # noqa: E402
-from study.figures import BOUND_MARK, Panel, returns_figure  # noqa: E402
+from study.figures import BOUND_MARK, Panel, returns_figure, save_figures  # noqa: E402
 from study.runner import run_study  # noqa: E402
 from study.spec import Level, StudySpec  # noqa: E402
 from workers.config import Mode, RunConfig  # noqa: E402
@@ -157,13 +156,7 @@ def level_panels(measured: Measured) -> list[Panel]:
 
 
 def write_figure(measured: Measured, html: Path) -> None:
-    fig = returns_figure(level_panels(measured))
-    html.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(html, include_plotlyjs="cdn")
-    if chrome_path() is None:
-        print(f"{html}: written; its PNG skipped, no Chrome/Chromium found (kaleido needs one)", file=sys.stderr)
-        return
-    fig.write_image(html.with_suffix(".png"), width=fig.layout.width, height=fig.layout.height)
+    save_figures({html.stem: returns_figure(level_panels(measured))}, html.parent)
 
 
 def _fmt(value, digits: int = 0) -> str:

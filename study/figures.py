@@ -190,24 +190,18 @@ def speedup_figure(aggregates: dict) -> go.Figure:
 
 
 NO_CHROME = (
-    "study figures: PNGs skipped, no Chrome/Chromium found (kaleido needs one); the HTML figures are written. "
+    "figures: PNGs skipped, no Chrome/Chromium found (kaleido needs one); the HTML figures are written. "
     "For the PNGs: install Chromium (apt-get install chromium), or with internet run `plotly_get_chrome -y` "
     "(kaleido's own download; from Python, kaleido.get_chrome_sync()), or point BROWSER_PATH at a Chrome/Chromium "
-    "binary; then run `python -m study report <study dir>` again."
+    "binary; then run the command again (for the study: `python -m study report <study dir>`)."
 )
 
 
-def write_figures(data: StudyData, aggregates: dict, directory: Path) -> list[Path]:
-    """Every figure as ``<name>.html`` in ``directory``, and as ``<name>.png`` where
-    ``chrome_path`` finds a browser (else ``NO_CHROME`` on stderr, and PNGs an earlier report
-    left there are removed: they show other data); the paths written. ``aggregates``:
-    ``study.aggregate.aggregate(data)``."""
+def save_figures(figures: dict[str, go.Figure], directory: Path) -> list[Path]:
+    """Each figure as ``<name>.html`` in ``directory``, and as ``<name>.png`` where
+    ``chrome_path`` finds a browser (else ``NO_CHROME`` on stderr, and PNGs of those names an
+    earlier call left there are removed: they show other data); the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "returns": returns_figure(study_panels(data)),
-        "teacher_accuracy": accuracy_figure(data),
-        "speedup": speedup_figure(aggregates),
-    }
     htmls = [directory / f"{name}.html" for name in figures]
     for fig, html in zip(figures.values(), htmls):
         fig.write_html(html, include_plotlyjs="cdn")
@@ -222,3 +216,16 @@ def write_figures(data: StudyData, aggregates: dict, directory: Path) -> list[Pa
         width=[f.layout.width for f in figures.values()], height=[f.layout.height for f in figures.values()],
     )
     return htmls + pngs
+
+
+def write_figures(data: StudyData, aggregates: dict, directory: Path) -> list[Path]:
+    """The study's figures, saved by ``save_figures``. ``aggregates``:
+    ``study.aggregate.aggregate(data)``."""
+    return save_figures(
+        {
+            "returns": returns_figure(study_panels(data)),
+            "teacher_accuracy": accuracy_figure(data),
+            "speedup": speedup_figure(aggregates),
+        },
+        directory,
+    )
